@@ -1,0 +1,549 @@
+//! Agent definition files (TOML): who the agent is, which model drives it,
+//! which tools it may call and how each is gated.
+//!
+//! The CLI reads and validates a file once, resolves paths and `${VAR}`
+//! references, and passes the resolved [`AgentDefinition`] to the workflow as
+//! input, so the workflow never reads files or the environment.
+
+use crate::{EffectClass, RunMode, ToolPolicy};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How long an approval waits when the agent file does not say.
+pub const DEFAULT_APPROVAL_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// An agent definition, as read from its TOML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentDefinition {
+    /// The agent's name: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// What the agent is for, shown to reviewers.
+    #[serde(default)]
+    pub description: String,
+    /// The system prompt.
+    #[serde(default)]
+    pub instructions: String,
+    /// The run mode when `run start` does not override it.
+    #[serde(default)]
+    pub mode: RunMode,
+    /// How long a gated call waits for a decision before it expires (fail-closed).
+    #[serde(default = "default_expiry", with = "duration_text")]
+    pub approval_expiry: Duration,
+    /// The model that drives the agent.
+    pub model: ModelConfig,
+    /// The tools the agent may call.
+    #[serde(default)]
+    pub tools: Vec<ToolDefinition>,
+}
+
+fn default_expiry() -> Duration {
+    DEFAULT_APPROVAL_EXPIRY
+}
+
+/// The model provider and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "provider", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ModelConfig {
+    /// Plays a fixed script of steps, choosing the next step from the tool results.
+    Scripted {
+        /// The steps, played from the first.
+        steps: Vec<ScriptedStep>,
+    },
+}
+
+/// One turn of a scripted model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedStep {
+    /// The step's name, for `next` and `on_error`; defaults to its position.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// What the model says. `{last_error}` and `{last_result}` are replaced
+    /// by the content of the latest error / latest tool result.
+    #[serde(default)]
+    pub say: String,
+    /// The tool calls of this turn; a step without calls is the final answer.
+    #[serde(default)]
+    pub calls: Vec<ScriptedCall>,
+    /// The step after this one (default: the following step).
+    #[serde(default)]
+    pub next: Option<String>,
+    /// The step after this one when any of its tool results is an error
+    /// (denied, expired or failed); default: as `next`.
+    #[serde(default)]
+    pub on_error: Option<String>,
+}
+
+/// A tool call in a scripted step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptedCall {
+    /// The tool's name.
+    pub tool: String,
+    /// The call's arguments (a JSON object).
+    #[serde(default = "empty_object")]
+    pub arguments: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// A tool the agent may call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDefinition {
+    /// The name the model calls it by: letters, digits, `_`, `-` (at most 64).
+    pub name: String,
+    /// What the tool does, for the model and for reviewers.
+    #[serde(default)]
+    pub description: String,
+    /// The effect class; defaults to the implementation's own.
+    #[serde(default)]
+    pub effect: Option<EffectClass>,
+    /// `true` forces approval, `false` lifts it (never for `money`).
+    #[serde(default)]
+    pub requires_approval: Option<bool>,
+    /// Overrides the agent's `approval_expiry` for this tool.
+    #[serde(default, with = "optional_duration_text")]
+    pub approval_expiry: Option<Duration>,
+    /// The implementation: a built-in tool.
+    pub builtin: BuiltinTool,
+}
+
+impl ToolDefinition {
+    /// The effect class the policy judges this tool by.
+    pub fn effect_class(&self) -> EffectClass {
+        self.effect.unwrap_or(self.builtin.effect())
+    }
+
+    /// The policy-relevant part of this tool.
+    pub fn policy(&self) -> ToolPolicy {
+        ToolPolicy {
+            effect: self.effect_class(),
+            requires_approval: self.requires_approval,
+        }
+    }
+}
+
+/// The built-in tools, one per effect class, each with a side effect that can
+/// be observed outside the worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BuiltinTool {
+    /// Reads a text file below `root` (`read`).
+    ReadFile {
+        /// The folder the tool may read from.
+        root: PathBuf,
+    },
+    /// Appends an item to the user's todo list, a text file (`write_own`).
+    AppendTodo {
+        /// The todo file.
+        path: PathBuf,
+    },
+    /// POSTs the arguments as JSON to a URL (`write_external`).
+    HttpPost {
+        /// Where to post.
+        url: String,
+    },
+    /// Sends a payment request to a payments API (`money`).
+    PaymentRequest {
+        /// The payments endpoint.
+        url: String,
+    },
+}
+
+impl BuiltinTool {
+    /// The implementation's own effect class.
+    pub fn effect(&self) -> EffectClass {
+        match self {
+            BuiltinTool::ReadFile { .. } => EffectClass::Read,
+            BuiltinTool::AppendTodo { .. } => EffectClass::WriteOwn,
+            BuiltinTool::HttpPost { .. } => EffectClass::WriteExternal,
+            BuiltinTool::PaymentRequest { .. } => EffectClass::Money,
+        }
+    }
+
+    /// The kind's name as written in agent files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BuiltinTool::ReadFile { .. } => "read_file",
+            BuiltinTool::AppendTodo { .. } => "append_todo",
+            BuiltinTool::HttpPost { .. } => "http_post",
+            BuiltinTool::PaymentRequest { .. } => "payment_request",
+        }
+    }
+}
+
+/// Why an agent file was refused. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentFileError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the agent file: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the format.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line, column and field.
+        message: String,
+    },
+    /// A field has a value that cannot work.
+    #[error("{path}: field `{field}`: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The field, as a TOML path (e.g. `tools[2].builtin.url`).
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl AgentDefinition {
+    /// Reads, validates and resolves an agent file: relative paths become
+    /// relative to the file's folder, and `${VAR}` / `${VAR:-default}` in
+    /// paths and URLs are taken from the environment.
+    pub fn from_file(path: &Path) -> Result<Self, AgentFileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AgentFileError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, path, base, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses, validates and resolves agent TOML. `path` only names the source
+    /// in errors; `base` anchors relative paths; `env` looks up variables.
+    pub fn from_toml(
+        text: &str,
+        path: &Path,
+        base: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, AgentFileError> {
+        let mut agent: AgentDefinition =
+            toml::from_str(text).map_err(|e| AgentFileError::Parse {
+                path: path.to_owned(),
+                message: e.to_string().trim_end().to_string(),
+            })?;
+        let invalid = |field: String, problem: String| AgentFileError::Invalid {
+            path: path.to_owned(),
+            field,
+            problem,
+        };
+        agent.validate().map_err(|(f, p)| invalid(f, p))?;
+        for (i, tool) in agent.tools.iter_mut().enumerate() {
+            let field = |name: &str| format!("tools[{i}].builtin.{name}");
+            match &mut tool.builtin {
+                BuiltinTool::ReadFile { root: p } | BuiltinTool::AppendTodo { path: p } => {
+                    let expanded = expand_env(&p.to_string_lossy(), env)
+                        .map_err(|problem| invalid(field("path"), problem))?;
+                    let expanded = PathBuf::from(expanded);
+                    *p = if expanded.is_absolute() {
+                        expanded
+                    } else {
+                        base.join(expanded)
+                    };
+                }
+                BuiltinTool::HttpPost { url } | BuiltinTool::PaymentRequest { url } => {
+                    let expanded =
+                        expand_env(url, env).map_err(|problem| invalid(field("url"), problem))?;
+                    if !(expanded.starts_with("http://") || expanded.starts_with("https://")) {
+                        return Err(invalid(
+                            field("url"),
+                            format!("`{expanded}` is not an http:// or https:// URL"),
+                        ));
+                    }
+                    *url = expanded;
+                }
+            }
+        }
+        Ok(agent)
+    }
+
+    /// Checks what serde cannot: names, references and the money rule.
+    /// Returns the offending field and the problem.
+    fn validate(&self) -> Result<(), (String, String)> {
+        if !valid_name(&self.name, 128, true) {
+            return Err((
+                "name".into(),
+                format!("`{}` must be 1-128 letters, digits, `-`, `_` or `.`", self.name),
+            ));
+        }
+        if self.approval_expiry.is_zero() {
+            return Err(("approval_expiry".into(), "must be longer than zero".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, tool) in self.tools.iter().enumerate() {
+            let field = |f: &str| format!("tools[{i}].{f}");
+            if !valid_name(&tool.name, 64, false) {
+                return Err((
+                    field("name"),
+                    format!("`{}` must be 1-64 letters, digits, `-` or `_`", tool.name),
+                ));
+            }
+            if !seen.insert(tool.name.as_str()) {
+                return Err((field("name"), format!("`{}` is declared twice", tool.name)));
+            }
+            if tool.builtin.effect() == EffectClass::Money
+                && tool.effect.is_some_and(|e| e != EffectClass::Money)
+            {
+                return Err((
+                    field("effect"),
+                    format!(
+                        "a {} tool moves money; its effect class must be `money`",
+                        tool.builtin.kind()
+                    ),
+                ));
+            }
+            if tool.approval_expiry.is_some_and(|d| d.is_zero()) {
+                return Err((field("approval_expiry"), "must be longer than zero".into()));
+            }
+        }
+        let ModelConfig::Scripted { steps } = &self.model;
+        if steps.is_empty() {
+            return Err(("model.steps".into(), "a scripted model needs at least one step".into()));
+        }
+        let ids: Vec<String> = steps.iter().enumerate().map(|(i, s)| s.step_id(i)).collect();
+        for (i, step) in steps.iter().enumerate() {
+            for (name, target) in [("next", &step.next), ("on_error", &step.on_error)] {
+                if let Some(target) = target
+                    && !ids.contains(target)
+                {
+                    return Err((
+                        format!("model.steps[{i}].{name}"),
+                        format!("no step has the id `{target}`"),
+                    ));
+                }
+            }
+            for (j, call) in step.calls.iter().enumerate() {
+                if !call.arguments.is_object() {
+                    return Err((
+                        format!("model.steps[{i}].calls[{j}].arguments"),
+                        "must be a table (a JSON object)".into(),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The tool of that name, if the agent declares it.
+    pub fn tool(&self, name: &str) -> Option<&ToolDefinition> {
+        self.tools.iter().find(|t| t.name == name)
+    }
+
+    /// How long a call to `tool` waits for a decision.
+    pub fn approval_expiry_for(&self, tool: &str) -> Duration {
+        self.tool(tool)
+            .and_then(|t| t.approval_expiry)
+            .unwrap_or(self.approval_expiry)
+    }
+}
+
+impl ScriptedStep {
+    /// The step's id: its `id`, or its position as text.
+    pub fn step_id(&self, index: usize) -> String {
+        self.id.clone().unwrap_or_else(|| index.to_string())
+    }
+}
+
+fn valid_name(name: &str, max: usize, allow_dot: bool) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || (allow_dot && c == '.'))
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}`; an unset variable without default is an error.
+fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| format!("`{text}` has an unclosed `${{`"))?;
+        let expr = &after[..end];
+        let (name, default) = match expr.split_once(":-") {
+            Some((n, d)) => (n, Some(d)),
+            None => (expr, None),
+        };
+        match (env(name).filter(|v| !v.is_empty()), default) {
+            (Some(v), _) => out.push_str(&v),
+            (None, Some(d)) => out.push_str(d),
+            (None, None) => return Err(format!("environment variable `{name}` is not set")),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+mod duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a duration ({e}); write e.g. \"90s\", \"15m\" or \"24h\""
+            ))
+        })
+    }
+}
+
+mod optional_duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration_text::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrapped(#[serde(with = "super::duration_text")] Duration);
+        Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(d)| d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "payments"
+instructions = "Pay invoices."
+approval_expiry = "2h"
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+id = "pay"
+say = "Paying."
+calls = [{ tool = "send_payment", arguments = { to = "acme", amount = 10 } }]
+on_error = "give_up"
+
+[[model.steps]]
+say = "Paid."
+
+[[model.steps]]
+id = "give_up"
+say = "Not paid: {last_error}"
+
+[[tools]]
+name = "send_payment"
+approval_expiry = "5m"
+builtin = { kind = "payment_request", url = "${PAY_URL:-http://127.0.0.1:9}/pay" }
+
+[[tools]]
+name = "todo"
+requires_approval = false
+builtin = { kind = "append_todo", path = "todo.txt" }
+"#;
+
+    fn parse(text: &str) -> Result<AgentDefinition, AgentFileError> {
+        AgentDefinition::from_toml(text, Path::new("agent.toml"), Path::new("/base"), &|n| {
+            (n == "SET").then(|| "http://set.example".to_string())
+        })
+    }
+
+    #[test]
+    fn a_good_file_resolves_paths_urls_and_expiries() {
+        let a = parse(GOOD).unwrap();
+        assert_eq!(a.approval_expiry, Duration::from_secs(7200));
+        assert_eq!(a.approval_expiry_for("send_payment"), Duration::from_secs(300));
+        assert_eq!(a.approval_expiry_for("todo"), Duration::from_secs(7200));
+        assert_eq!(
+            a.tool("send_payment").unwrap().builtin,
+            BuiltinTool::PaymentRequest {
+                url: "http://127.0.0.1:9/pay".into()
+            }
+        );
+        assert_eq!(
+            a.tool("todo").unwrap().builtin,
+            BuiltinTool::AppendTodo {
+                path: "/base/todo.txt".into()
+            }
+        );
+        assert_eq!(a.tool("todo").unwrap().effect_class(), EffectClass::WriteOwn);
+        assert_eq!(a.mode, RunMode::Autonomous);
+    }
+
+    #[test]
+    fn definitions_round_trip_through_json() {
+        let a = parse(GOOD).unwrap();
+        let back: AgentDefinition =
+            serde_json::from_value(serde_json::to_value(&a).unwrap()).unwrap();
+        assert_eq!(a, back);
+    }
+
+    fn error_of(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_fields_name_the_file_line_and_field() {
+        let e = error_of(&GOOD.replace("approval_expiry = \"2h\"", "aproval_expiry = \"2h\""));
+        assert!(e.starts_with("agent.toml: "), "{e}");
+        assert!(e.contains("aproval_expiry"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_say_what_is_wrong() {
+        let e = error_of(&GOOD.replace("\"2h\"", "\"two hours\""));
+        assert!(e.contains("not a duration"), "{e}");
+        let e = error_of(&GOOD.replace("name = \"payments\"", "name = \"pay ments\""));
+        assert_eq!(
+            e,
+            "agent.toml: field `name`: `pay ments` must be 1-128 letters, digits, `-`, `_` or `.`"
+        );
+        let e = error_of(&GOOD.replace("name = \"todo\"", "name = \"send_payment\""));
+        assert!(e.contains("field `tools[1].name`: `send_payment` is declared twice"), "{e}");
+        let e = error_of(&GOOD.replace("on_error = \"give_up\"", "on_error = \"nowhere\""));
+        assert!(e.contains("field `model.steps[0].on_error`: no step has the id `nowhere`"), "{e}");
+        let e = error_of(&GOOD.replace("${PAY_URL:-http://127.0.0.1:9}", "${UNSET_VAR}"));
+        assert!(e.contains("tools[0].builtin.url"), "{e}");
+        assert!(e.contains("`UNSET_VAR` is not set"), "{e}");
+        let e = error_of(&GOOD.replace("kind = \"payment_request\"", "kind = \"teleport\""));
+        assert!(e.contains("teleport"), "{e}");
+    }
+
+    #[test]
+    fn money_tools_cannot_be_declared_as_something_else() {
+        let e = error_of(&GOOD.replace(
+            "name = \"send_payment\"",
+            "name = \"send_payment\"\neffect = \"read\"",
+        ));
+        assert!(e.contains("field `tools[0].effect`"), "{e}");
+        assert!(e.contains("must be `money`"), "{e}");
+    }
+
+    #[test]
+    fn env_expansion() {
+        let env = |n: &str| (n == "A").then(|| "x".to_string());
+        assert_eq!(expand_env("${A}/${B:-y}", &env).unwrap(), "x/y");
+        assert!(expand_env("${A", &env).is_err());
+    }
+}
