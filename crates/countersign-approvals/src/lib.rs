@@ -1,1 +1,295 @@
-//! countersign-approvals
+//! The approvals crate: the one place that sends decisions to runs.
+//!
+//! [`Approvals`] lists pending approvals across runs (a visibility query on
+//! the search attributes, then the `pending_approvals` query of each run),
+//! shows one, approves or denies it by the `decide` update (returning the
+//! outcome) or by the `approval_decision` signal (fire-and-forget), and starts
+//! and inspects runs. It addresses the `AgentRun` workflow only through the
+//! public contract (`countersign_proto::contract`), never through the worker.
+
+mod contract;
+mod error;
+
+pub use contract::{AgentRunWorkflow, ApprovalDecisionSignal, DecideUpdate, PendingApprovalsQuery, RunStateQuery};
+pub use error::ApprovalsError;
+
+use countersign_policy::run::AgentRunInput;
+use countersign_proto::contract::{SA_STATUS, TASK_QUEUE, workflow_id_of_approval};
+use countersign_proto::{
+    Decision, DecisionKind, DecisionOutcome, DecisionScope, PendingApproval, RunState,
+    json_to_struct,
+};
+use futures::StreamExt;
+use serde_json::Value;
+use temporalio_client::{
+    Client, ClientOptions, Connection, WorkflowExecuteUpdateOptions, WorkflowGetResultOptions,
+    WorkflowHandle, WorkflowListOptions, WorkflowQueryOptions, WorkflowSignalOptions,
+    WorkflowStartOptions, envconfig::LoadClientConfigProfileOptions,
+};
+
+/// A run as listed by `run list`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSummary {
+    /// The workflow id.
+    pub workflow_id: String,
+    /// The `CountersignStatus` search attribute.
+    pub status: String,
+    /// The agent's name.
+    pub agent: String,
+    /// Who started it.
+    pub requester: String,
+    /// Tools waiting for a decision.
+    pub pending_tools: Vec<String>,
+}
+
+/// What an approval request says, besides the approval id.
+#[derive(Debug, Clone, Default)]
+pub struct ApproveOptions {
+    /// Why the reviewer approves.
+    pub reason: String,
+    /// Replaces the arguments the call runs with (a JSON object).
+    pub edited_arguments: Option<Value>,
+    /// The `argumentsSha256` the reviewer saw; refused if the call's differs.
+    pub arguments_sha256: Option<String>,
+}
+
+/// The approvals client.
+#[derive(Clone)]
+pub struct Approvals {
+    client: Client,
+}
+
+impl Approvals {
+    /// Wraps a connected Temporal client.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// Connects with the Temporal SDK's standard settings: `TEMPORAL_ADDRESS`,
+    /// `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, TLS variables and
+    /// `temporal.toml` profiles (`TEMPORAL_PROFILE`, `TEMPORAL_CONFIG_FILE`).
+    pub async fn connect_from_env() -> Result<Self, ApprovalsError> {
+        Ok(Self::new(connect_from_env().await?))
+    }
+
+    /// The underlying Temporal client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    fn run_handle(&self, workflow_id: &str) -> WorkflowHandle<Client, AgentRunWorkflow> {
+        self.client.get_workflow_handle::<AgentRunWorkflow>(workflow_id)
+    }
+
+    fn handle_for_approval(
+        &self,
+        approval_id: &str,
+    ) -> Result<WorkflowHandle<Client, AgentRunWorkflow>, ApprovalsError> {
+        let workflow_id = workflow_id_of_approval(approval_id)
+            .ok_or_else(|| ApprovalsError::InvalidApprovalId(approval_id.to_string()))?;
+        Ok(self.run_handle(workflow_id))
+    }
+
+    /// Starts an agent run; returns its workflow id.
+    pub async fn start_run(
+        &self,
+        input: AgentRunInput,
+        workflow_id: &str,
+        task_queue: Option<&str>,
+    ) -> Result<String, ApprovalsError> {
+        let summary = format!(
+            "Countersign agent `{}` for {}",
+            input.agent.name,
+            if input.requester.is_empty() { "unknown requester" } else { &input.requester }
+        );
+        let options = WorkflowStartOptions::new(task_queue.unwrap_or(TASK_QUEUE), workflow_id)
+            .static_summary(summary)
+            .static_details(format!("Prompt: {}", input.prompt))
+            .build();
+        let handle = self
+            .client
+            .start_workflow(AgentRunWorkflow, input, options)
+            .await
+            .map_err(|e| ApprovalsError::Temporal(format!("cannot start run `{workflow_id}`: {e}")))?;
+        Ok(handle.info().workflow_id.clone())
+    }
+
+    /// Waits for a run to finish and returns its final state.
+    pub async fn wait_for_run(&self, workflow_id: &str) -> Result<RunState, ApprovalsError> {
+        self.run_handle(workflow_id)
+            .get_result(WorkflowGetResultOptions::default())
+            .await
+            .map_err(|e| ApprovalsError::Temporal(format!("run `{workflow_id}`: {e}")))
+    }
+
+    /// The state of a run (running or closed).
+    pub async fn run_state(&self, workflow_id: &str) -> Result<RunState, ApprovalsError> {
+        self.run_handle(workflow_id)
+            .query(RunStateQuery, (), WorkflowQueryOptions::default())
+            .await
+            .map_err(|e| error::from_query(e, workflow_id))
+    }
+
+    /// Lists runs, newest first, optionally only those with a `CountersignStatus`.
+    pub async fn list_runs(&self, status: Option<&str>) -> Result<Vec<RunSummary>, ApprovalsError> {
+        let mut query = format!("WorkflowType = '{}'", countersign_proto::contract::WORKFLOW_TYPE);
+        if let Some(status) = status {
+            query.push_str(&format!(" AND {SA_STATUS} = '{}'", status.replace('\'', "")));
+        }
+        let mut stream = self.client.list_workflows(query, WorkflowListOptions::default());
+        let mut runs = Vec::new();
+        while let Some(execution) = stream.next().await {
+            let execution =
+                execution.map_err(|e| ApprovalsError::Temporal(format!("listing runs: {e}")))?;
+            let attrs = execution.search_attributes();
+            let get = |name: &'static str| {
+                attrs
+                    .get(&temporalio_common::search_attributes::SearchAttributeKey::<String>::keyword(name))
+                    .unwrap_or_default()
+            };
+            runs.push(RunSummary {
+                workflow_id: execution.id().to_string(),
+                status: get(SA_STATUS),
+                agent: get(countersign_proto::contract::SA_AGENT),
+                requester: get(countersign_proto::contract::SA_REQUESTER),
+                pending_tools: attrs
+                    .get(&temporalio_common::search_attributes::SearchAttributeKey::<Vec<String>>::keyword_list(
+                        countersign_proto::contract::SA_PENDING_TOOLS,
+                    ))
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(runs)
+    }
+
+    /// Every pending approval across runs: the runs whose `CountersignStatus`
+    /// is `AwaitingApproval`, then each run's `pending_approvals` query (the
+    /// run itself is the source of truth; visibility may lag a little).
+    pub async fn list_pending(&self) -> Result<Vec<PendingApproval>, ApprovalsError> {
+        let runs = self.list_runs(Some("AwaitingApproval")).await?;
+        let mut pending = Vec::new();
+        for run in runs {
+            match self.pending_of_run(&run.workflow_id).await {
+                Ok(mut approvals) => pending.append(&mut approvals),
+                // The run closed between the list and the query.
+                Err(ApprovalsError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(pending)
+    }
+
+    /// The pending approvals of one run.
+    pub async fn pending_of_run(
+        &self,
+        workflow_id: &str,
+    ) -> Result<Vec<PendingApproval>, ApprovalsError> {
+        self.run_handle(workflow_id)
+            .query(PendingApprovalsQuery, (), WorkflowQueryOptions::default())
+            .await
+            .map_err(|e| error::from_query(e, workflow_id))
+    }
+
+    /// One approval, in whatever state it is, found from its id alone.
+    pub async fn get(&self, approval_id: &str) -> Result<PendingApproval, ApprovalsError> {
+        let workflow_id = workflow_id_of_approval(approval_id)
+            .ok_or_else(|| ApprovalsError::InvalidApprovalId(approval_id.to_string()))?;
+        let state = self.run_state(workflow_id).await.map_err(|e| match e {
+            ApprovalsError::NotFound(_) => ApprovalsError::NotFound(approval_id.to_string()),
+            other => other,
+        })?;
+        state
+            .approvals
+            .into_iter()
+            .find(|a| a.approval_id == approval_id)
+            .ok_or_else(|| ApprovalsError::NotFound(approval_id.to_string()))
+    }
+
+    /// Sends a decision by the `decide` update and returns the run's answer.
+    /// A decision the run refuses comes back as a typed error. The update id
+    /// is derived from approval id and reviewer, so a retry is not counted twice.
+    pub async fn decide(&self, decision: Decision) -> Result<DecisionOutcome, ApprovalsError> {
+        let handle = self.handle_for_approval(&decision.approval_id)?;
+        let approval_id = decision.approval_id.clone();
+        let update_id = format!("decide:{}:{}", decision.approval_id, decision.reviewer);
+        handle
+            .execute_update(
+                DecideUpdate,
+                decision,
+                WorkflowExecuteUpdateOptions::builder().update_id(update_id).build(),
+            )
+            .await
+            .map_err(|e| error::from_update(e, &approval_id))
+    }
+
+    /// Sends a decision by the `approval_decision` signal (fire-and-forget:
+    /// what the run cannot accept is recorded as rejected in its `run_state`).
+    pub async fn send_decision(&self, decision: Decision) -> Result<(), ApprovalsError> {
+        let handle = self.handle_for_approval(&decision.approval_id)?;
+        let approval_id = decision.approval_id.clone();
+        let payload = serde_json::to_value(&decision)
+            .map_err(|e| ApprovalsError::InvalidDecision(e.to_string()))?;
+        handle
+            .signal(ApprovalDecisionSignal, payload, WorkflowSignalOptions::default())
+            .await
+            .map_err(|e| error::from_interaction(e, &approval_id))
+    }
+
+    /// Approves a pending call (by update).
+    pub async fn approve(
+        &self,
+        approval_id: &str,
+        reviewer: &str,
+        options: ApproveOptions,
+    ) -> Result<DecisionOutcome, ApprovalsError> {
+        let edited_arguments = options
+            .edited_arguments
+            .as_ref()
+            .map(json_to_struct)
+            .transpose()
+            .map_err(|e| ApprovalsError::InvalidDecision(format!("edited arguments: {e}")))?;
+        self.decide(Decision {
+            approval_id: approval_id.to_string(),
+            kind: DecisionKind::Approve as i32,
+            reviewer: reviewer.to_string(),
+            reason: options.reason,
+            edited_arguments,
+            arguments_sha256: options.arguments_sha256.unwrap_or_default(),
+            scope: DecisionScope::Once as i32,
+        })
+        .await
+    }
+
+    /// Denies a pending call (by update); the model is told `reason`.
+    pub async fn deny(
+        &self,
+        approval_id: &str,
+        reviewer: &str,
+        reason: &str,
+    ) -> Result<DecisionOutcome, ApprovalsError> {
+        self.decide(Decision {
+            approval_id: approval_id.to_string(),
+            kind: DecisionKind::Deny as i32,
+            reviewer: reviewer.to_string(),
+            reason: reason.to_string(),
+            scope: DecisionScope::Once as i32,
+            ..Default::default()
+        })
+        .await
+    }
+}
+
+/// Connects to Temporal with the SDK's standard environment variables and
+/// `temporal.toml` profiles.
+pub async fn connect_from_env() -> Result<Client, ApprovalsError> {
+    let (connection_options, client_options) =
+        ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
+            // ConfigError is not Send + Sync: keep its text only.
+            .map_err(|e| ApprovalsError::Connection(format!("Temporal client settings: {e}")))?;
+    let target = connection_options.target.to_string();
+    let connection = Connection::connect(connection_options)
+        .await
+        .map_err(|e| ApprovalsError::Connection(format!("cannot reach Temporal at {target}: {e}")))?;
+    Client::new(connection, client_options)
+        .map_err(|e| ApprovalsError::Connection(format!("Temporal client: {e}")))
+}

@@ -7,5 +7,6 @@
 
 pub mod agent;
 mod evaluate;
+pub mod run;
 
 pub use evaluate::{EffectClass, RunMode, ToolPolicy, Verdict, evaluate};

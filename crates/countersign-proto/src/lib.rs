@@ -12,6 +12,7 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/countersign.v1.serde.rs"));
 }
 
+pub mod contract;
 mod json;
 
 pub use json::{JsonError, arguments_sha256, canonical_json, json_to_struct, struct_to_json};

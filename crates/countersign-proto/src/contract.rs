@@ -1,0 +1,77 @@
+//! The names the outside world relies on (design.md §3): task queue, workflow
+//! type, update, signal, queries and search attributes. The worker registers
+//! them and every client addresses them through these constants.
+
+/// The default task queue.
+pub const TASK_QUEUE: &str = "countersign";
+/// The workflow type of an agent run.
+pub const WORKFLOW_TYPE: &str = "AgentRun";
+/// Update: input `Decision`, output `DecisionOutcome`.
+pub const UPDATE_DECIDE: &str = "decide";
+/// Signal: input `Decision` (fire-and-forget; rejections recorded in `run_state`).
+pub const SIGNAL_APPROVAL_DECISION: &str = "approval_decision";
+/// Query: the run's open approvals.
+pub const QUERY_PENDING_APPROVALS: &str = "pending_approvals";
+/// Query: the run's `RunState`.
+pub const QUERY_RUN_STATE: &str = "run_state";
+
+/// Search attribute (Keyword): `Running`, `AwaitingApproval`, `Completed`, `Failed`, `Cancelled`.
+pub const SA_STATUS: &str = "CountersignStatus";
+/// Search attribute (KeywordList): the tools waiting for a decision.
+pub const SA_PENDING_TOOLS: &str = "CountersignPendingTools";
+/// Search attribute (KeywordList): the open approval ids.
+pub const SA_APPROVAL_IDS: &str = "CountersignApprovalIds";
+/// Search attribute (Keyword): the agent's name.
+pub const SA_AGENT: &str = "CountersignAgent";
+/// Search attribute (Keyword): who started the run.
+pub const SA_REQUESTER: &str = "CountersignRequester";
+
+/// Every search attribute with its Temporal type, as `temporal operator
+/// search-attribute create` and `temporal server start-dev --search-attribute` take them.
+pub const SEARCH_ATTRIBUTES: [(&str, &str); 5] = [
+    (SA_STATUS, "Keyword"),
+    (SA_PENDING_TOOLS, "KeywordList"),
+    (SA_APPROVAL_IDS, "KeywordList"),
+    (SA_AGENT, "Keyword"),
+    (SA_REQUESTER, "Keyword"),
+];
+
+/// The separator between workflow id and approval number in an approval id.
+/// An approval id is `<workflow id>~<suffix>`, so a decision can be routed to
+/// its run from the id alone, without a visibility lookup.
+pub const APPROVAL_ID_SEPARATOR: char = '~';
+
+/// The workflow id an approval id belongs to, or `None` when the id has no
+/// `~<suffix>` part.
+pub fn workflow_id_of_approval(approval_id: &str) -> Option<&str> {
+    match approval_id.rsplit_once(APPROVAL_ID_SEPARATOR) {
+        Some((wf, suffix)) if !wf.is_empty() && !suffix.is_empty() => Some(wf),
+        _ => None,
+    }
+}
+
+/// The status names of the `CountersignStatus` search attribute, by `RunStatus`.
+pub fn status_keyword(status: crate::RunStatus) -> &'static str {
+    use crate::RunStatus::*;
+    match status {
+        Unspecified | Running => "Running",
+        AwaitingApproval => "AwaitingApproval",
+        Completed => "Completed",
+        Failed => "Failed",
+        Cancelled => "Cancelled",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn approval_ids_route_to_their_workflow() {
+        assert_eq!(workflow_id_of_approval("run-1~a1b2"), Some("run-1"));
+        assert_eq!(workflow_id_of_approval("run~with~tildes~a1"), Some("run~with~tildes"));
+        assert_eq!(workflow_id_of_approval("no-separator"), None);
+        assert_eq!(workflow_id_of_approval("~a1"), None);
+        assert_eq!(workflow_id_of_approval("run-1~"), None);
+    }
+}

@@ -1,0 +1,231 @@
+//! Built-in tools: one per effect class, each with a side effect that can be
+//! observed outside the worker (a file, an HTTP request).
+//!
+//! Every invocation carries an idempotency key (the approval id, or the tool
+//! call id for ungated calls): HTTP tools send it as `Idempotency-Key`, the
+//! todo list refuses to append an item twice under the same key, so an
+//! activity retried after a worker crash does not repeat the effect.
+
+use countersign_policy::agent::{BuiltinTool, ToolDefinition};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+
+/// The input of the `execute_tool` activity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolInvocation {
+    /// The tool, as declared in the agent file.
+    pub tool: ToolDefinition,
+    /// The arguments to run it with (the edited ones, when a reviewer edited them).
+    pub arguments: Value,
+    /// Deduplicates the side effect across retries.
+    pub idempotency_key: String,
+}
+
+/// What a tool answered; fed back to the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolOutput {
+    /// The result text.
+    pub content: String,
+    /// Whether the result is an error (the model should take another path).
+    pub is_error: bool,
+}
+
+impl ToolOutput {
+    /// A successful result.
+    pub fn ok(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            is_error: false,
+        }
+    }
+
+    /// An error result.
+    pub fn error(content: impl Into<String>) -> Self {
+        Self {
+            content: content.into(),
+            is_error: true,
+        }
+    }
+}
+
+/// Why a tool did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// The call cannot succeed as made (bad arguments, path escape, a 4xx):
+    /// the model gets an error result, nothing is retried.
+    #[error("{0}")]
+    Refused(String),
+    /// A failure worth retrying (connection refused, 5xx, I/O).
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// The JSON schema of a built-in tool's arguments, as offered to models.
+pub fn arguments_schema(tool: &BuiltinTool) -> Value {
+    match tool {
+        BuiltinTool::ReadFile { .. } => json!({
+            "type": "object",
+            "properties": {"path": {"type": "string", "description": "file path below the tool's root"}},
+            "required": ["path"]
+        }),
+        BuiltinTool::AppendTodo { .. } => json!({
+            "type": "object",
+            "properties": {"item": {"type": "string"}},
+            "required": ["item"]
+        }),
+        BuiltinTool::HttpPost { .. } => json!({
+            "type": "object",
+            "description": "posted as the JSON body"
+        }),
+        BuiltinTool::PaymentRequest { .. } => json!({
+            "type": "object",
+            "properties": {
+                "to": {"type": "string"},
+                "amount": {"type": "number", "exclusiveMinimum": 0},
+                "currency": {"type": "string"},
+                "memo": {"type": "string"}
+            },
+            "required": ["to", "amount", "currency"]
+        }),
+    }
+}
+
+/// Runs a built-in tool.
+pub async fn run_builtin(
+    http: &reqwest::Client,
+    invocation: &ToolInvocation,
+) -> Result<ToolOutput, ToolError> {
+    let args = &invocation.arguments;
+    match &invocation.tool.builtin {
+        BuiltinTool::ReadFile { root } => read_file(root, string_arg(args, "path")?),
+        BuiltinTool::AppendTodo { path } => {
+            append_todo(path, string_arg(args, "item")?, &invocation.idempotency_key)
+        }
+        BuiltinTool::HttpPost { url } => post_json(http, url, args, &invocation.idempotency_key).await,
+        BuiltinTool::PaymentRequest { url } => {
+            let to = string_arg(args, "to")?;
+            let currency = string_arg(args, "currency")?;
+            let amount = args.get("amount").and_then(Value::as_f64).unwrap_or(0.0);
+            if !(amount > 0.0 && amount.is_finite()) {
+                return Err(ToolError::Refused(
+                    "`amount` must be a number greater than zero".into(),
+                ));
+            }
+            if to.trim().is_empty() || currency.trim().is_empty() {
+                return Err(ToolError::Refused("`to` and `currency` must not be empty".into()));
+            }
+            post_json(http, url, args, &invocation.idempotency_key).await
+        }
+    }
+}
+
+fn string_arg<'a>(args: &'a Value, name: &str) -> Result<&'a str, ToolError> {
+    args.get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ToolError::Refused(format!("argument `{name}` (a string) is required")))
+}
+
+fn read_file(root: &Path, relative: &str) -> Result<ToolOutput, ToolError> {
+    const MAX_BYTES: usize = 64 * 1024;
+    let root = root
+        .canonicalize()
+        .map_err(|e| ToolError::Refused(format!("the tool's root {}: {e}", root.display())))?;
+    let path: PathBuf = root.join(relative);
+    let path = path
+        .canonicalize()
+        .map_err(|e| ToolError::Refused(format!("{relative}: {e}")))?;
+    if !path.starts_with(&root) {
+        return Err(ToolError::Refused(format!(
+            "{relative}: outside the folder this tool may read"
+        )));
+    }
+    let mut text = std::fs::read_to_string(&path)
+        .map_err(|e| ToolError::Refused(format!("{relative}: {e}")))?;
+    if text.len() > MAX_BYTES {
+        let cut = (0..=MAX_BYTES).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        text.truncate(cut);
+        text.push_str("\n[truncated]");
+    }
+    Ok(ToolOutput::ok(text))
+}
+
+fn append_todo(path: &Path, item: &str, key: &str) -> Result<ToolOutput, ToolError> {
+    use std::io::Write;
+    let item = item.replace(['\n', '\r'], " ");
+    let marker = format!("(countersign:{key})");
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(ToolError::Transient(format!("{}: {e}", path.display()))),
+    };
+    if existing.lines().any(|l| l.ends_with(&marker)) {
+        return Ok(ToolOutput::ok(format!("already on the todo list: {item}")));
+    }
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| ToolError::Transient(format!("{}: {e}", parent.display())))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| ToolError::Transient(format!("{}: {e}", path.display())))?;
+    writeln!(file, "- [ ] {item} {marker}")
+        .map_err(|e| ToolError::Transient(format!("{}: {e}", path.display())))?;
+    Ok(ToolOutput::ok(format!("added to the todo list: {item}")))
+}
+
+async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    key: &str,
+) -> Result<ToolOutput, ToolError> {
+    let response = http
+        .post(url)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| ToolError::Transient(format!("POST {url}: {e}")))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let text: String = text.chars().take(4096).collect();
+    if status.is_server_error() || status.as_u16() == 429 {
+        return Err(ToolError::Transient(format!("POST {url}: {status}: {text}")));
+    }
+    if !status.is_success() {
+        return Err(ToolError::Refused(format!("POST {url}: {status}: {text}")));
+    }
+    Ok(ToolOutput::ok(format!("{status}: {text}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_file_refuses_paths_outside_its_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("root")).unwrap();
+        std::fs::write(dir.path().join("root/a.txt"), "hello").unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "no").unwrap();
+        let root = dir.path().join("root");
+        assert_eq!(read_file(&root, "a.txt").unwrap().content, "hello");
+        let err = read_file(&root, "../secret.txt").unwrap_err().to_string();
+        assert!(err.contains("outside"), "{err}");
+    }
+
+    #[test]
+    fn todo_appends_once_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("todo.md");
+        append_todo(&path, "pay acme", "k1").unwrap();
+        let again = append_todo(&path, "pay acme", "k1").unwrap();
+        assert!(again.content.starts_with("already"));
+        append_todo(&path, "pay acme", "k2").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 2, "{text}");
+    }
+}

@@ -1,0 +1,440 @@
+//! The `AgentRun` workflow: model turns, policy checks, approvals and tool
+//! calls, durable across worker restarts.
+//!
+//! Deterministic: no wall clock (only `workflow_time`), no randomness (only
+//! `ctx.uuid4()`), no I/O (only activities). A run that waits for a decision
+//! is a timer and a condition in Temporal's history; the worker holds nothing
+//! for it once evicted.
+
+mod decisions;
+
+use crate::activities::CountersignActivities;
+use crate::model::{ModelTurn, ModelTurnRequest, RequestedCall};
+use crate::tools::{ToolInvocation, ToolOutput};
+use countersign_policy::agent::AgentDefinition;
+use countersign_policy::run::AgentRunInput;
+use countersign_policy::{RunMode, evaluate};
+use countersign_proto::contract::{self, APPROVAL_ID_SEPARATOR};
+use countersign_proto::{
+    ApprovalState, Decision, DecisionOutcome, PendingApproval, RunState, RunStatus, ToolCall,
+    ToolRef, TranscriptEntry, arguments_sha256, json_to_struct, struct_to_json,
+};
+use serde_json::Value;
+use std::time::{Duration, SystemTime};
+use temporalio_common::RetryPolicy;
+use temporalio_common::data_converters::RawValue;
+use temporalio_common::search_attributes::SearchAttributeKey;
+use temporalio_macros::{workflow, workflow_methods};
+use temporalio_sdk::workflows::{join_all, select};
+use temporalio_sdk::{
+    ActivityOptions, ApplicationFailure, CancellableFuture, SyncWorkflowContext, WorkflowContext,
+    WorkflowContextView, WorkflowResult, WorkflowTermination,
+};
+
+const SA_STATUS: SearchAttributeKey<String> = SearchAttributeKey::keyword(contract::SA_STATUS);
+const SA_PENDING_TOOLS: SearchAttributeKey<Vec<String>> =
+    SearchAttributeKey::keyword_list(contract::SA_PENDING_TOOLS);
+const SA_APPROVAL_IDS: SearchAttributeKey<Vec<String>> =
+    SearchAttributeKey::keyword_list(contract::SA_APPROVAL_IDS);
+const SA_AGENT: SearchAttributeKey<String> = SearchAttributeKey::keyword(contract::SA_AGENT);
+const SA_REQUESTER: SearchAttributeKey<String> =
+    SearchAttributeKey::keyword(contract::SA_REQUESTER);
+
+/// An agent run. Its workflow type is `AgentRun`; its input is an
+/// [`AgentRunInput`] and its result the final [`RunState`].
+#[workflow]
+pub struct AgentRun {
+    input: AgentRunInput,
+    state: RunState,
+}
+
+/// What a tool call turned into once the policy (and maybe a reviewer) spoke.
+enum CallPlan {
+    /// Runs at once.
+    Run(RequestedCall),
+    /// Waits for the decision on this approval.
+    Gated(RequestedCall, String),
+}
+
+/// How a gated call ended.
+enum Resolution {
+    Approved { arguments: Value },
+    Denied { reviewer: String, reason: String },
+    Expired,
+}
+
+#[workflow_methods]
+impl AgentRun {
+    /// Sets up the run's state from its input.
+    #[init]
+    pub fn new(ctx: &WorkflowContextView, input: AgentRunInput) -> Self {
+        let conversation_id = if input.conversation_id.is_empty() {
+            ctx.workflow_id().to_string()
+        } else {
+            input.conversation_id.clone()
+        };
+        let state = RunState {
+            workflow_id: ctx.workflow_id().to_string(),
+            agent: input.agent.name.clone(),
+            requester: input.requester.clone(),
+            mode: input.effective_mode().as_str().to_string(),
+            status: RunStatus::Running as i32,
+            conversation_id,
+            ..Default::default()
+        };
+        Self { input, state }
+    }
+
+    /// The agent loop: model turn, tool calls (gated ones wait), repeat until
+    /// the model answers without tool calls.
+    #[run]
+    pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<RunState> {
+        let prompt = ctx.state(|s| s.input.prompt.clone());
+        ctx.state_mut(|s| {
+            s.state.transcript.push(TranscriptEntry {
+                role: "user".into(),
+                content: prompt,
+                ..Default::default()
+            })
+        });
+        publish(ctx);
+        loop {
+            let request = ctx.state(|s| ModelTurnRequest {
+                model: s.input.agent.model.clone(),
+                instructions: s.input.agent.instructions.clone(),
+                transcript: s.state.transcript.clone(),
+            });
+            let turn = match ctx
+                .execute_activity(
+                    CountersignActivities::model_turn,
+                    request,
+                    model_activity_options(),
+                )
+                .await
+            {
+                Ok(turn) => turn,
+                Err(e) => return finish_failed(ctx, format!("model turn failed: {e}")),
+            };
+            let ModelTurn {
+                content,
+                tool_calls,
+            } = turn;
+            ctx.state_mut(|s| {
+                s.state
+                    .transcript
+                    .push(assistant_entry(&content, &tool_calls))
+            });
+            if tool_calls.is_empty() {
+                ctx.state_mut(|s| {
+                    s.state.final_answer = content;
+                    s.state.status = RunStatus::Completed as i32;
+                });
+                publish(ctx);
+                return Ok(ctx.state(|s| s.state.clone()));
+            }
+
+            let plans = plan_calls(ctx, &content, tool_calls);
+            publish(ctx);
+            let outputs = join_all(plans.iter().map(|plan| carry_out(ctx, plan))).await;
+            if let Some(cancelled) = outputs.iter().find_map(|o| o.as_ref().err()) {
+                let _ = cancelled;
+                ctx.state_mut(|s| s.state.status = RunStatus::Cancelled as i32);
+                publish(ctx);
+                return Err(WorkflowTermination::cancelled());
+            }
+            ctx.state_mut(|s| {
+                for (plan, output) in plans.iter().zip(outputs) {
+                    let output = output.unwrap_or_else(|_| ToolOutput::error("cancelled"));
+                    s.state.transcript.push(TranscriptEntry {
+                        role: "tool".into(),
+                        content: output.content,
+                        tool_call_id: plan.call().id.clone(),
+                        is_error: output.is_error,
+                        ..Default::default()
+                    });
+                }
+            });
+            publish(ctx);
+        }
+    }
+
+    /// Rejects, without a history event, a decision the run cannot take.
+    #[update_validator(decide)]
+    fn validate_decide(
+        &self,
+        _ctx: &WorkflowContextView,
+        decision: &Decision,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.check_decision(decision)
+            .map(|_| ())
+            .map_err(|rejection| rejection.into())
+    }
+
+    /// Takes a reviewer's decision and answers with its outcome.
+    #[update]
+    pub fn decide(
+        &mut self,
+        ctx: &mut SyncWorkflowContext<Self>,
+        decision: Decision,
+    ) -> DecisionOutcome {
+        self.apply_decision(decision, ctx.workflow_time(), "update")
+    }
+
+    /// Takes a decision sent as a signal. The payload is decoded here, not by
+    /// the SDK, so a malformed one is recorded as rejected instead of failing
+    /// the workflow task.
+    #[signal]
+    pub fn approval_decision(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
+        let now = ctx.workflow_time();
+        match decisions::decode_signal_payload(&payload) {
+            Ok(decision) => {
+                self.apply_decision(decision, now, "signal");
+            }
+            Err(problem) => self.record_malformed(problem, now),
+        }
+    }
+
+    /// The run's open approvals, with full context.
+    #[query]
+    pub fn pending_approvals(&self, _ctx: &WorkflowContextView) -> Vec<PendingApproval> {
+        self.open_approvals().cloned().collect()
+    }
+
+    /// Status, transcript and every decision so far.
+    #[query]
+    pub fn run_state(&self, _ctx: &WorkflowContextView) -> RunState {
+        self.state.clone()
+    }
+}
+
+impl CallPlan {
+    fn call(&self) -> &RequestedCall {
+        match self {
+            CallPlan::Run(call) | CallPlan::Gated(call, _) => call,
+        }
+    }
+}
+
+/// Evaluates the policy for each call of a turn and opens an approval for
+/// each gated one (all before anything waits, so they show up together).
+fn plan_calls(
+    ctx: &WorkflowContext<AgentRun>,
+    model_reason: &str,
+    calls: Vec<RequestedCall>,
+) -> Vec<CallPlan> {
+    let now = ctx.workflow_time();
+    calls
+        .into_iter()
+        .map(|call| {
+            let (agent, mode): (AgentDefinition, RunMode) =
+                ctx.state(|s| (s.input.agent.clone(), s.input.effective_mode()));
+            let tool = agent.tool(&call.name);
+            let verdict = evaluate(tool.map(|t| t.policy()).as_ref(), mode);
+            if !verdict.needs_approval {
+                return CallPlan::Run(call);
+            }
+            let approval_id = format!(
+                "{}{APPROVAL_ID_SEPARATOR}{}",
+                ctx.workflow_id(),
+                &ctx.uuid4()[..8]
+            );
+            let expiry = agent.approval_expiry_for(&call.name);
+            let approval = ctx.state(|s| PendingApproval {
+                approval_id: approval_id.clone(),
+                workflow_id: ctx.workflow_id().to_string(),
+                run_id: ctx.run_id().to_string(),
+                conversation_id: s.state.conversation_id.clone(),
+                agent: agent.name.clone(),
+                requester: s.input.requester.clone(),
+                tool: Some(ToolRef {
+                    kind: tool.map_or("unknown", |t| t.builtin.kind()).to_string(),
+                    provider: "builtin".into(),
+                    name: call.name.clone(),
+                }),
+                arguments: json_to_struct(&call.arguments).ok(),
+                arguments_sha256: arguments_sha256(&call.arguments),
+                effect_class: verdict.effect.as_str().to_string(),
+                rule: verdict.rule.clone(),
+                required_approvals: verdict.required_approvals,
+                approvals_given: vec![],
+                requested_at: now.map(timestamp),
+                expires_at: now.map(|t| timestamp(t + expiry)),
+                user_request: s.input.prompt.clone(),
+                model_reason: model_reason.to_string(),
+                tool_call_id: call.id.clone(),
+                state: ApprovalState::Pending as i32,
+            });
+            ctx.state_mut(|s| s.state.approvals.push(approval));
+            CallPlan::Gated(call, approval_id)
+        })
+        .collect()
+}
+
+/// Runs one planned call to its tool result. `Err` only when the run is cancelled.
+async fn carry_out(ctx: &WorkflowContext<AgentRun>, plan: &CallPlan) -> Result<ToolOutput, ()> {
+    let (call, approval_id) = match plan {
+        CallPlan::Run(call) => return Ok(execute_tool(ctx, call, &call.arguments, &call.id).await),
+        CallPlan::Gated(call, approval_id) => (call, approval_id),
+    };
+    let expiry = ctx.state(|s| s.input.agent.approval_expiry_for(&call.name));
+    let mut timer = Box::pin(ctx.timer(expiry));
+    let mut decided = Box::pin(ctx.wait_condition(|s: &AgentRun| !s.is_pending(approval_id)));
+    let expired = select! {
+        outcome = decided => {
+            timer.cancel();
+            if outcome.is_err() {
+                return Err(());
+            }
+            false
+        }
+        _ = timer => true,
+    };
+    if expired {
+        let now = ctx.workflow_time();
+        ctx.state_mut(|s| s.expire(approval_id, now));
+    }
+    publish(ctx);
+    let resolution = ctx.state(|s| s.resolution(approval_id));
+    Ok(match resolution {
+        Resolution::Approved { arguments } => {
+            execute_tool(ctx, call, &arguments, approval_id).await
+        }
+        Resolution::Denied { reviewer, reason } => ToolOutput::error(format!(
+            "denied by {reviewer}: {}. The tool did not run.",
+            if reason.is_empty() { "no reason given" } else { &reason }
+        )),
+        Resolution::Expired => ToolOutput::error(format!(
+            "approval expired: nobody decided within {}; the tool did not run.",
+            format_duration(expiry)
+        )),
+    })
+}
+
+async fn execute_tool(
+    ctx: &WorkflowContext<AgentRun>,
+    call: &RequestedCall,
+    arguments: &Value,
+    idempotency_key: &str,
+) -> ToolOutput {
+    let Some(tool) = ctx.state(|s| s.input.agent.tool(&call.name).cloned()) else {
+        return ToolOutput::error(format!("unknown tool `{}`", call.name));
+    };
+    let invocation = ToolInvocation {
+        tool,
+        arguments: arguments.clone(),
+        idempotency_key: idempotency_key.to_string(),
+    };
+    ctx.execute_activity(
+        CountersignActivities::execute_tool,
+        invocation,
+        tool_activity_options(),
+    )
+    .await
+    .unwrap_or_else(|e| ToolOutput::error(format!("the tool failed: {e}")))
+}
+
+fn finish_failed(ctx: &WorkflowContext<AgentRun>, message: String) -> WorkflowResult<RunState> {
+    ctx.state_mut(|s| s.state.status = RunStatus::Failed as i32);
+    publish(ctx);
+    Err(ApplicationFailure::non_retryable(message).into())
+}
+
+/// Mirrors the run's state into search attributes and the Web UI's
+/// "current details", so operators can find and understand waiting runs.
+fn publish(ctx: &WorkflowContext<AgentRun>) {
+    let (status, tools, ids, agent, requester, details) = ctx.state(|s| {
+        let open: Vec<&PendingApproval> = s.open_approvals().collect();
+        let status = match s.state.status() {
+            RunStatus::Running if !open.is_empty() => RunStatus::AwaitingApproval,
+            other => other,
+        };
+        let tools: Vec<String> = open
+            .iter()
+            .filter_map(|a| a.tool.as_ref().map(|t| t.name.clone()))
+            .collect();
+        let ids: Vec<String> = open.iter().map(|a| a.approval_id.clone()).collect();
+        (
+            status,
+            tools,
+            ids,
+            s.state.agent.clone(),
+            s.state.requester.clone(),
+            s.current_details(&open),
+        )
+    });
+    ctx.upsert_search_attributes([
+        SA_STATUS.value_set(contract::status_keyword(status).to_string()),
+        SA_PENDING_TOOLS.value_set(tools),
+        SA_APPROVAL_IDS.value_set(ids),
+        SA_AGENT.value_set(agent),
+        SA_REQUESTER.value_set(requester),
+    ]);
+    ctx.set_current_details(details);
+}
+
+fn assistant_entry(content: &str, calls: &[RequestedCall]) -> TranscriptEntry {
+    TranscriptEntry {
+        role: "assistant".into(),
+        content: content.to_string(),
+        tool_calls: calls
+            .iter()
+            .map(|c| ToolCall {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                arguments: json_to_struct(&c.arguments).ok(),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+fn model_activity_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .maximum_interval(Duration::from_secs(30))
+                .maximum_attempts(5)
+                .build(),
+        )
+        .build()
+}
+
+fn tool_activity_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_millis(500))
+                .maximum_interval(Duration::from_secs(10))
+                .maximum_attempts(5)
+                .build(),
+        )
+        .build()
+}
+
+fn timestamp(t: SystemTime) -> pbjson_types::Timestamp {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    pbjson_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{} ms", d.as_millis()),
+        s if s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// Arguments of an approval as JSON (an approval always has an object).
+fn approval_arguments(approval: &PendingApproval) -> Value {
+    approval
+        .arguments
+        .as_ref()
+        .map(struct_to_json)
+        .unwrap_or(Value::Object(Default::default()))
+}
