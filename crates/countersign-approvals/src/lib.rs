@@ -242,22 +242,8 @@ impl Approvals {
         reviewer: &str,
         options: ApproveOptions,
     ) -> Result<DecisionOutcome, ApprovalsError> {
-        let edited_arguments = options
-            .edited_arguments
-            .as_ref()
-            .map(json_to_struct)
-            .transpose()
-            .map_err(|e| ApprovalsError::InvalidDecision(format!("edited arguments: {e}")))?;
-        self.decide(Decision {
-            approval_id: approval_id.to_string(),
-            kind: DecisionKind::Approve as i32,
-            reviewer: reviewer.to_string(),
-            reason: options.reason,
-            edited_arguments,
-            arguments_sha256: options.arguments_sha256.unwrap_or_default(),
-            scope: DecisionScope::Once as i32,
-        })
-        .await
+        self.decide(approve_decision(approval_id, reviewer, options)?)
+            .await
     }
 
     /// Denies a pending call (by update); the model is told `reason`.
@@ -267,15 +253,43 @@ impl Approvals {
         reviewer: &str,
         reason: &str,
     ) -> Result<DecisionOutcome, ApprovalsError> {
-        self.decide(Decision {
-            approval_id: approval_id.to_string(),
-            kind: DecisionKind::Deny as i32,
-            reviewer: reviewer.to_string(),
-            reason: reason.to_string(),
-            scope: DecisionScope::Once as i32,
-            ..Default::default()
-        })
-        .await
+        self.decide(deny_decision(approval_id, reviewer, reason))
+            .await
+    }
+}
+
+/// The `Decision` that approves `approval_id` (scope: this call only).
+pub fn approve_decision(
+    approval_id: &str,
+    reviewer: &str,
+    options: ApproveOptions,
+) -> Result<Decision, ApprovalsError> {
+    let edited_arguments = options
+        .edited_arguments
+        .as_ref()
+        .map(json_to_struct)
+        .transpose()
+        .map_err(|e| ApprovalsError::InvalidDecision(format!("edited arguments: {e}")))?;
+    Ok(Decision {
+        approval_id: approval_id.to_string(),
+        kind: DecisionKind::Approve as i32,
+        reviewer: reviewer.to_string(),
+        reason: options.reason,
+        edited_arguments,
+        arguments_sha256: options.arguments_sha256.unwrap_or_default(),
+        scope: DecisionScope::Once as i32,
+    })
+}
+
+/// The `Decision` that denies `approval_id`; the model is told `reason`.
+pub fn deny_decision(approval_id: &str, reviewer: &str, reason: &str) -> Decision {
+    Decision {
+        approval_id: approval_id.to_string(),
+        kind: DecisionKind::Deny as i32,
+        reviewer: reviewer.to_string(),
+        reason: reason.to_string(),
+        scope: DecisionScope::Once as i32,
+        ..Default::default()
     }
 }
 

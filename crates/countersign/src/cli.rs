@@ -1,0 +1,348 @@
+//! Command-line parsing and the commands other than `dev` (see [`crate::demo`]).
+//! Data for pipes goes to stdout (`--json` for lists and shows); progress and
+//! logs go to stderr.
+
+use crate::output::{approval_line, approval_text, run_text};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use countersign_approvals::{ApproveOptions, Approvals};
+use countersign_policy::RunMode;
+use countersign_policy::agent::AgentDefinition;
+use countersign_policy::run::AgentRunInput;
+use countersign_proto::contract::TASK_QUEUE;
+use std::path::PathBuf;
+
+/// Human approval gates for long-running AI agents, on Temporal.
+///
+/// Connection settings come from the Temporal SDK's standard environment
+/// variables (TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY, TLS
+/// variables) and `temporal.toml` profiles (TEMPORAL_PROFILE).
+#[derive(Parser, Debug)]
+#[command(name = "countersign", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The whole local stack on the embedded default: Temporal dev server
+    /// (SQLite under .countersign/), search attributes, worker, and a demo run.
+    Dev(crate::demo::DevArgs),
+    /// Runs a worker for AgentRun workflows and their activities.
+    Worker {
+        /// The task queue to poll.
+        #[arg(long, default_value = TASK_QUEUE)]
+        task_queue: String,
+    },
+    /// Starts, shows and lists agent runs.
+    #[command(subcommand)]
+    Run(RunCommand),
+    /// Lists, shows and decides pending approvals.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum RunCommand {
+    /// Starts an agent run.
+    Start(RunStartArgs),
+    /// Shows a run: status, transcript and decisions.
+    Show {
+        /// The run's workflow id.
+        id: String,
+        /// Print the RunState as proto3 JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists runs, newest first.
+    List {
+        /// Only runs with this CountersignStatus (Running, AwaitingApproval, Completed, Failed, Cancelled).
+        #[arg(long)]
+        status: Option<String>,
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunStartArgs {
+    /// The agent definition file (TOML).
+    #[arg(long)]
+    agent: PathBuf,
+    /// The user's request.
+    #[arg(long)]
+    prompt: String,
+    /// Overrides the agent file's mode.
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<RunMode>,
+    /// Who asks (default: $COUNTERSIGN_REQUESTER, else $USER).
+    #[arg(long)]
+    requester: Option<String>,
+    /// The workflow id (default: <agent>-<time>).
+    #[arg(long)]
+    id: Option<String>,
+    /// The task queue of the worker.
+    #[arg(long, default_value = TASK_QUEUE)]
+    task_queue: String,
+    /// Wait for the run to finish and print it.
+    #[arg(long)]
+    wait: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum ApprovalsCommand {
+    /// Lists pending approvals across runs.
+    List {
+        /// Print a JSON array of PendingApproval (proto3 JSON).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows one approval with full context.
+    Show {
+        /// The approval id.
+        id: String,
+        /// Print the PendingApproval as proto3 JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approves a pending call.
+    Approve {
+        /// The approval id.
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Run the call with these arguments instead (a JSON object).
+        #[arg(long)]
+        arguments: Option<String>,
+        /// The argumentsSha256 you reviewed; refused if the call's differs.
+        #[arg(long)]
+        arguments_sha256: Option<String>,
+        /// Who decides (default: $COUNTERSIGN_REVIEWER, else $USER).
+        #[arg(long)]
+        reviewer: Option<String>,
+        /// Send by signal (fire-and-forget) instead of update.
+        #[arg(long)]
+        signal: bool,
+    },
+    /// Denies a pending call; the model is told the reason.
+    Deny {
+        /// The approval id.
+        id: String,
+        /// Why (the model sees it).
+        #[arg(long)]
+        reason: String,
+        /// Who decides (default: $COUNTERSIGN_REVIEWER, else $USER).
+        #[arg(long)]
+        reviewer: Option<String>,
+        /// Send by signal (fire-and-forget) instead of update.
+        #[arg(long)]
+        signal: bool,
+    },
+}
+
+fn parse_mode(text: &str) -> Result<RunMode, String> {
+    match text {
+        "autonomous" => Ok(RunMode::Autonomous),
+        "user-requested" | "user_requested" => Ok(RunMode::UserRequested),
+        other => Err(format!(
+            "`{other}` is not a mode: use autonomous or user-requested"
+        )),
+    }
+}
+
+fn identity(explicit: Option<String>, variable: &str, flag: &str) -> Result<String> {
+    explicit
+        .or_else(|| std::env::var(variable).ok())
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.trim().is_empty())
+        .with_context(|| format!("say who you are: {flag} WHO (or set {variable})"))
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Dev(args) => crate::demo::dev(args).await,
+        Command::Worker { task_queue } => run_worker(&task_queue).await,
+        Command::Run(command) => run_command(command).await,
+        Command::Approvals(command) => approvals_command(command).await,
+    }
+}
+
+async fn run_worker(task_queue: &str) -> Result<()> {
+    let client = countersign_approvals::connect_from_env().await?;
+    let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())
+        .context("starting the Temporal runtime")?;
+    let mut worker = countersign_worker::build_worker(&runtime, client, task_queue)?;
+    eprintln!("countersign worker polling task queue `{task_queue}`");
+    worker.run().await.context("the worker stopped")?;
+    Ok(())
+}
+
+async fn run_command(command: RunCommand) -> Result<()> {
+    let approvals = Approvals::connect_from_env().await?;
+    match command {
+        RunCommand::Start(args) => {
+            let agent = AgentDefinition::from_file(&args.agent)?;
+            let requester = identity(args.requester, "COUNTERSIGN_REQUESTER", "--requester")?;
+            let id = args.id.unwrap_or_else(|| default_run_id(&agent.name));
+            let input = AgentRunInput {
+                agent,
+                prompt: args.prompt,
+                mode: args.mode,
+                requester,
+                conversation_id: String::new(),
+            };
+            let id = approvals
+                .start_run(input, &id, Some(&args.task_queue))
+                .await?;
+            eprintln!("started run {id}");
+            if args.wait {
+                let state = approvals.wait_for_run(&id).await?;
+                if args.json {
+                    println!("{}", serde_json::to_string_pretty(&state)?);
+                } else {
+                    print!("{}", run_text(&state));
+                }
+            } else if args.json {
+                println!("{}", serde_json::json!({ "workflowId": id }));
+            } else {
+                println!("{id}");
+            }
+        }
+        RunCommand::Show { id, json } => {
+            let state = approvals.run_state(&id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&state)?);
+            } else {
+                print!("{}", run_text(&state));
+            }
+        }
+        RunCommand::List { status, json } => {
+            let runs = approvals.list_runs(status.as_deref()).await?;
+            if json {
+                let rows: Vec<_> = runs
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "workflowId": r.workflow_id,
+                            "status": r.status,
+                            "agent": r.agent,
+                            "requester": r.requester,
+                            "pendingTools": r.pending_tools,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                for r in runs {
+                    println!(
+                        "{}  {}  agent={} requester={}{}",
+                        r.workflow_id,
+                        r.status,
+                        r.agent,
+                        r.requester,
+                        if r.pending_tools.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" waiting: {}", r.pending_tools.join(","))
+                        }
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
+    let approvals = Approvals::connect_from_env().await?;
+    match command {
+        ApprovalsCommand::List { json } => {
+            let pending = approvals.list_pending().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&pending)?);
+            } else if pending.is_empty() {
+                eprintln!("no pending approvals");
+            } else {
+                for a in &pending {
+                    println!("{}", approval_line(a));
+                }
+            }
+        }
+        ApprovalsCommand::Show { id, json } => {
+            let approval = approvals.get(&id).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&approval)?);
+            } else {
+                print!("{}", approval_text(&approval));
+            }
+        }
+        ApprovalsCommand::Approve {
+            id,
+            reason,
+            arguments,
+            arguments_sha256,
+            reviewer,
+            signal,
+        } => {
+            let reviewer = identity(reviewer, "COUNTERSIGN_REVIEWER", "--reviewer")?;
+            let edited_arguments = arguments
+                .map(|text| {
+                    serde_json::from_str::<serde_json::Value>(&text)
+                        .context("--arguments must be a JSON object")
+                })
+                .transpose()?;
+            if edited_arguments.as_ref().is_some_and(|v| !v.is_object()) {
+                bail!("--arguments must be a JSON object");
+            }
+            let options = ApproveOptions {
+                reason,
+                edited_arguments,
+                arguments_sha256,
+            };
+            if signal {
+                let decision = countersign_approvals::approve_decision(&id, &reviewer, options)?;
+                approvals.send_decision(decision).await?;
+                eprintln!("sent approval of {id} by signal");
+            } else {
+                let outcome = approvals.approve(&id, &reviewer, options).await?;
+                println!("{}", outcome.message);
+            }
+        }
+        ApprovalsCommand::Deny {
+            id,
+            reason,
+            reviewer,
+            signal,
+        } => {
+            let reviewer = identity(reviewer, "COUNTERSIGN_REVIEWER", "--reviewer")?;
+            if reason.trim().is_empty() {
+                bail!("--reason must say why: the model is told");
+            }
+            if signal {
+                let decision = countersign_approvals::deny_decision(&id, &reviewer, &reason);
+                approvals.send_decision(decision).await?;
+                eprintln!("sent denial of {id} by signal");
+            } else {
+                let outcome = approvals.deny(&id, &reviewer, &reason).await?;
+                println!("{}", outcome.message);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `<agent>-<unix millis>`: unique enough for a person starting runs by hand.
+pub fn default_run_id(agent: &str) -> String {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    format!("{agent}-{millis}")
+}

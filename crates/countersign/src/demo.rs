@@ -1,0 +1,336 @@
+//! `countersign dev`: the local stack on the embedded default and a demo run
+//! that pauses on a gated payment, shows the pending approval, takes a
+//! decision and finishes.
+
+use crate::devserver::{self, DevServer, DevServerOptions};
+use crate::output::{approval_text, run_text};
+use anyhow::{Context, Result, bail};
+use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
+use clap::Args;
+use countersign_approvals::{ApproveOptions, Approvals};
+use countersign_policy::agent::AgentDefinition;
+use countersign_policy::run::AgentRunInput;
+use countersign_proto::contract::{SEARCH_ATTRIBUTES, TASK_QUEUE};
+use countersign_proto::{ApprovalState, PendingApproval, RunStatus};
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Options of `countersign dev`.
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// The Temporal gRPC port (reused if a server already listens there).
+    #[arg(long, default_value_t = 7233)]
+    port: u16,
+    /// The Temporal Web UI port.
+    #[arg(long, default_value_t = 8233)]
+    ui_port: u16,
+    /// The state folder (SQLite database, logs, the demo's todo list).
+    #[arg(long, default_value = ".countersign")]
+    state_dir: PathBuf,
+    /// The demo agent file.
+    #[arg(long)]
+    agent: Option<PathBuf>,
+    /// How the demo decides: ask on the terminal (the default when stdin is a
+    /// terminal), approve, deny, or wait for a decision from elsewhere
+    /// (another terminal, the Web UI, `temporal workflow signal`).
+    #[arg(long, value_parser = ["ask", "approve", "deny", "wait"])]
+    decide: Option<String>,
+    /// Stop the stack after the demo instead of serving until Ctrl-C.
+    #[arg(long)]
+    exit_after_demo: bool,
+    /// Start the stack without a demo run.
+    #[arg(long)]
+    no_demo: bool,
+}
+
+/// The demo's payments API: prints and records what it receives, so the
+/// side effect of an approved call is visible outside the worker.
+#[derive(Clone, Default)]
+struct PaymentsApi {
+    received: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+async fn receive_payment(
+    State(api): State<PaymentsApi>,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> Json<serde_json::Value> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
+    eprintln!("[payments API] received payment request {body} (Idempotency-Key {key})");
+    let mut received = api.received.lock().expect("payments lock");
+    received.push(body);
+    Json(serde_json::json!({"status": "accepted", "payment": format!("pay_{}", received.len())}))
+}
+
+/// Runs `countersign dev`.
+pub async fn dev(args: DevArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("creating {}", args.state_dir.display()))?;
+    let address = format!("127.0.0.1:{}", args.port);
+
+    let (_server, client) = if devserver::is_listening(&address) {
+        eprintln!("• reusing the Temporal server already listening on {address}");
+        let client = devserver::connect(&address).await?;
+        ensure_search_attributes(&address)?;
+        (None, client)
+    } else {
+        let db = args.state_dir.join("temporal.db");
+        eprintln!(
+            "• starting Temporal dev server on {address} (SQLite {}, log {})",
+            db.display(),
+            args.state_dir.join("temporal.log").display()
+        );
+        let (server, client) = DevServer::start(DevServerOptions {
+            port: args.port,
+            ui_port: Some(args.ui_port),
+            db_file: Some(db),
+            log_file: Some(args.state_dir.join("temporal.log")),
+        })
+        .await?;
+        (Some(server), client)
+    };
+    let ui = format!("http://localhost:{}", args.ui_port);
+    eprintln!(
+        "• search attributes: {}",
+        SEARCH_ATTRIBUTES.map(|(n, _)| n).join(", ")
+    );
+
+    let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())
+        .context("starting the Temporal runtime")?;
+    let mut worker = countersign_worker::build_worker(&runtime, client.clone(), TASK_QUEUE)?;
+    // The worker's future is not Send: it runs in this task, beside the demo.
+    let worker_run = worker.run();
+    tokio::pin!(worker_run);
+    eprintln!("• worker polling task queue `{TASK_QUEUE}`");
+
+    if !args.no_demo {
+        tokio::select! {
+            result = &mut worker_run => {
+                result?;
+                bail!("the worker stopped during the demo");
+            }
+            result = demo(&args, client, &ui) => result?,
+        }
+    }
+    if args.exit_after_demo {
+        return Ok(());
+    }
+    eprintln!("\nThe stack is up: Temporal on {address}, Web UI {ui}, worker on `{TASK_QUEUE}`.");
+    eprintln!("In another terminal: TEMPORAL_ADDRESS={address} countersign approvals list");
+    eprintln!("Ctrl-C stops everything.");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+        result = &mut worker_run => result?,
+    }
+    Ok(())
+}
+
+/// Registers the search attributes on a server we did not start.
+fn ensure_search_attributes(address: &str) -> Result<()> {
+    let cli = devserver::temporal_cli()?;
+    for (name, kind) in SEARCH_ATTRIBUTES {
+        // Fails harmlessly when the attribute already exists.
+        let _ = std::process::Command::new(&cli)
+            .args([
+                "operator",
+                "search-attribute",
+                "create",
+                "--address",
+                address,
+                "--name",
+                name,
+                "--type",
+                kind,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    Ok(())
+}
+
+async fn demo(args: &DevArgs, client: temporalio_client::Client, ui: &str) -> Result<()> {
+    let api = PaymentsApi::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let payments_url = format!("http://{}/payments", listener.local_addr()?);
+    let app = Router::new()
+        .route("/payments", post(receive_payment))
+        .with_state(api.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let agent_path = args.agent.clone().unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo/agent.toml")
+    });
+    let state_dir = std::fs::canonicalize(&args.state_dir)?;
+    let vars = [
+        ("COUNTERSIGN_DEMO_PAYMENTS_URL", payments_url.clone()),
+        (
+            "COUNTERSIGN_DEMO_TODO",
+            state_dir.join("todo.md").display().to_string(),
+        ),
+    ];
+    let text = std::fs::read_to_string(&agent_path)
+        .with_context(|| format!("reading {}", agent_path.display()))?;
+    let agent = AgentDefinition::from_toml(
+        &text,
+        &agent_path,
+        agent_path.parent().unwrap_or(std::path::Path::new(".")),
+        &|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(name).ok())
+        },
+    )?;
+
+    let approvals = Approvals::new(client);
+    let requester = std::env::var("USER").unwrap_or_else(|_| "demo-user".into());
+    let prompt = "Pay the ACME invoice in invoices/acme-inv-42.txt.".to_string();
+    let workflow_id = crate::cli::default_run_id(&agent.name);
+    let input = AgentRunInput {
+        agent,
+        prompt: prompt.clone(),
+        mode: None,
+        requester: requester.clone(),
+        conversation_id: String::new(),
+    };
+    approvals.start_run(input, &workflow_id, None).await?;
+    eprintln!("\n▶ started run {workflow_id} for {requester}: \"{prompt}\"");
+    eprintln!("  see it in the Web UI: {ui}/namespaces/default/workflows/{workflow_id}");
+
+    let approval = wait_for_pending(&approvals, &workflow_id).await?;
+    eprintln!(
+        "\n⏸ the run is PAUSED before `{}` runs: it waits for a reviewer's decision.\n  \
+         The worker holds nothing for it; the wait is a timer and a condition in Temporal.\n",
+        approval.tool.as_ref().map_or("?", |t| t.name.as_str())
+    );
+    println!("{}", approval_text(&approval));
+    eprintln!(
+        "  decide from anywhere, e.g.\n    countersign approvals approve '{id}' --reason 'invoice checked'\n    \
+         countersign approvals deny '{id}' --reason 'wrong amount'\n    \
+         temporal workflow signal --workflow-id '{wf}' --name approval_decision \\\n      \
+         --input '{{\"approvalId\":\"{id}\",\"kind\":\"DECISION_KIND_APPROVE\",\"reviewer\":\"you@example.com\",\"reason\":\"ok\"}}'\n",
+        id = approval.approval_id,
+        wf = workflow_id
+    );
+
+    let mode = args.decide.clone().unwrap_or_else(|| {
+        if std::io::stdin().is_terminal() { "ask" } else { "approve" }.to_string()
+    });
+    let reviewer = format!("{requester}@demo");
+    let choice = match mode.as_str() {
+        "ask" => ask()?,
+        other => Choice::from(other),
+    };
+    match choice {
+        Choice::Approve => {
+            let outcome = approvals
+                .approve(
+                    &approval.approval_id,
+                    &reviewer,
+                    ApproveOptions {
+                        reason: "invoice matches the purchase order".into(),
+                        arguments_sha256: Some(approval.arguments_sha256.clone()),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            eprintln!("✔ decision taken: {}. The run resumes and the payment runs.", outcome.message);
+        }
+        Choice::Deny(reason) => {
+            let outcome = approvals
+                .deny(&approval.approval_id, &reviewer, &reason)
+                .await?;
+            eprintln!(
+                "✘ decision taken: {}. The run resumes; the model is told why and takes another path.",
+                outcome.message
+            );
+        }
+        Choice::Wait => eprintln!("… waiting for a decision from elsewhere"),
+    }
+
+    let state = approvals.wait_for_run(&workflow_id).await?;
+    eprintln!();
+    println!("{}", run_text(&state));
+    let payments = api.received.lock().expect("payments lock").len();
+    eprintln!("payments API received {payments} payment request(s).");
+    if state.status() != RunStatus::Completed {
+        bail!("the demo run ended as {:?}", state.status());
+    }
+    eprintln!("■ run {workflow_id} completed. Web UI: {ui}/namespaces/default/workflows/{workflow_id}");
+    Ok(())
+}
+
+enum Choice {
+    Approve,
+    Deny(String),
+    Wait,
+}
+
+impl From<&str> for Choice {
+    fn from(mode: &str) -> Self {
+        match mode {
+            "deny" => Choice::Deny("the amount needs a second look".into()),
+            "wait" => Choice::Wait,
+            _ => Choice::Approve,
+        }
+    }
+}
+
+fn ask() -> Result<Choice> {
+    loop {
+        eprint!("Approve this payment? [a]pprove / [d]eny / [w]ait for a decision from elsewhere: ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        if std::io::stdin().lock().read_line(&mut line)? == 0 {
+            return Ok(Choice::Wait);
+        }
+        match line.trim().chars().next().map(|c| c.to_ascii_lowercase()) {
+            Some('a') => return Ok(Choice::Approve),
+            Some('w') => return Ok(Choice::Wait),
+            Some('d') => {
+                eprint!("Reason (the model is told): ");
+                std::io::stderr().flush()?;
+                let mut reason = String::new();
+                std::io::stdin().lock().read_line(&mut reason)?;
+                let reason = reason.trim();
+                return Ok(Choice::Deny(if reason.is_empty() {
+                    "denied by the reviewer".into()
+                } else {
+                    reason.to_string()
+                }));
+            }
+            _ => continue,
+        }
+    }
+}
+
+async fn wait_for_pending(approvals: &Approvals, workflow_id: &str) -> Result<PendingApproval> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = approvals.run_state(workflow_id).await;
+        if let Ok(state) = &state
+            && let Some(a) = state
+                .approvals
+                .iter()
+                .find(|a| a.state() == ApprovalState::Pending)
+        {
+            return Ok(a.clone());
+        }
+        if let Ok(state) = &state
+            && state.status() != RunStatus::Running
+        {
+            bail!("the demo run ended before asking for approval: {:?}", state.status());
+        }
+        if Instant::now() > deadline {
+            bail!("the demo run did not ask for approval within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

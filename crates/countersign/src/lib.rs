@@ -1,0 +1,8 @@
+//! The `countersign` command line: the local dev stack, the worker, runs and
+//! approvals. `main.rs` only parses arguments; the pieces live here so the
+//! end-to-end tests can use the same dev-server harness as `countersign dev`.
+
+pub mod cli;
+pub mod demo;
+pub mod devserver;
+pub mod output;
