@@ -1,0 +1,264 @@
+//! The shared end-to-end harness: one real `temporal server start-dev` for the
+//! whole test binary (free port, in-memory database, Countersign's search
+//! attributes and dynamic config), a worker per test on its own task queue,
+//! and a local HTTP sink that records what tools sent.
+
+use anyhow::{Context, Result, bail};
+use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
+use countersign::devserver::{self, DevServer, DevServerOptions};
+use countersign_approvals::Approvals;
+use countersign_policy::agent::AgentDefinition;
+use countersign_policy::run::AgentRunInput;
+use countersign_proto::{ApprovalState, PendingApproval, RunState};
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use temporalio_client::{Client, WorkflowFetchHistoryOptions};
+
+/// How long any wait in a test may take before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// The address of the shared dev server, started on first use. The server
+/// lives in a parked thread and dies with the test process (PDEATHSIG).
+pub fn server_address() -> &'static str {
+    static ADDRESS: OnceLock<String> = OnceLock::new();
+    ADDRESS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            let started = runtime.block_on(async {
+                let port = devserver::free_port()?;
+                DevServer::start(DevServerOptions {
+                    port,
+                    ui_port: None,
+                    db_file: None,
+                    log_file: None,
+                })
+                .await
+            });
+            match started {
+                Ok((server, _client)) => {
+                    tx.send(Ok(server.address.clone())).expect("harness channel");
+                    // Keep the server (and this thread, its PDEATHSIG parent) alive.
+                    loop {
+                        std::thread::park();
+                    }
+                }
+                Err(e) => tx.send(Err(format!("{e:#}"))).expect("harness channel"),
+            }
+        });
+        rx.recv()
+            .expect("harness thread")
+            .unwrap_or_else(|e| panic!("cannot start the Temporal dev server: {e}"))
+    })
+}
+
+/// A unique name for this test's task queue and workflow ids.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!("{prefix}-{}-{millis}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// One test's view of the stack.
+pub struct TestEnv {
+    pub client: Client,
+    pub approvals: Approvals,
+    pub task_queue: String,
+    pub sink: Sink,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    /// Connects to the shared server and starts a sink; the worker is run by
+    /// [`TestEnv::with_worker`] (its future is not `Send`).
+    pub async fn new(name: &str) -> Result<Self> {
+        let client = devserver::connect(server_address()).await?;
+        Ok(Self {
+            approvals: Approvals::new(client.clone()),
+            client,
+            task_queue: unique(name),
+            sink: Sink::start().await?,
+            dir: tempfile::tempdir()?,
+        })
+    }
+
+    /// Runs `body` while an in-process worker polls this test's task queue.
+    pub async fn with_worker<F: Future<Output = Result<()>>>(&self, body: F) -> Result<()> {
+        let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())?;
+        let mut worker =
+            countersign_worker::build_worker(&runtime, self.client.clone(), &self.task_queue)?;
+        let run = worker.run();
+        tokio::select! {
+            result = run => {
+                result?;
+                bail!("the worker stopped before the test finished")
+            }
+            result = body => result,
+        }
+    }
+
+    /// Resolves agent TOML: `{sink}` becomes the sink's URL, relative paths
+    /// the test's temporary folder.
+    pub fn agent(&self, toml: &str) -> Result<AgentDefinition> {
+        let text = toml.replace("{sink}", &self.sink.url);
+        Ok(AgentDefinition::from_toml(
+            &text,
+            Path::new("test-agent.toml"),
+            self.dir.path(),
+            &|_| None,
+        )?)
+    }
+
+    /// Starts a run of `agent` on this test's task queue.
+    pub async fn start(&self, agent: AgentDefinition, prompt: &str) -> Result<String> {
+        let id = unique(&agent.name);
+        let input = AgentRunInput {
+            agent,
+            prompt: prompt.into(),
+            mode: None,
+            requester: "alice@example.com".into(),
+            conversation_id: String::new(),
+        };
+        self.approvals
+            .start_run(input, &id, Some(&self.task_queue))
+            .await?;
+        Ok(id)
+    }
+
+    /// Waits until the run has `n` pending approvals and returns them.
+    pub async fn pending(&self, workflow_id: &str, n: usize) -> Result<Vec<PendingApproval>> {
+        wait_for(&format!("{n} pending approvals in {workflow_id}"), || async {
+            let pending = self.approvals.pending_of_run(workflow_id).await.ok()?;
+            (pending.len() == n).then_some(pending)
+        })
+        .await
+    }
+
+    /// Waits for the run's result.
+    pub async fn result(&self, workflow_id: &str) -> Result<RunState> {
+        tokio::time::timeout(DEADLINE, self.approvals.wait_for_run(workflow_id))
+            .await
+            .with_context(|| format!("run {workflow_id} did not finish within {DEADLINE:?}"))?
+            .map_err(Into::into)
+    }
+
+    /// The run's history as the SDK's replay JSON; with
+    /// `COUNTERSIGN_RECORD_HISTORIES=1` also stored as `tests/histories/NAME.json`.
+    pub async fn record_history(&self, workflow_id: &str, name: &str) -> Result<Vec<u8>> {
+        let handle = self
+            .client
+            .get_workflow_handle::<countersign_approvals::AgentRunWorkflow>(workflow_id);
+        let json = handle
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .to_json()
+            .await?;
+        if std::env::var_os("COUNTERSIGN_RECORD_HISTORIES").is_some() {
+            let path = histories_dir().join(format!("{name}.json"));
+            std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(json)
+    }
+}
+
+/// `tests/histories/` at the repository root.
+pub fn histories_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/histories")
+}
+
+/// Polls `probe` until it answers `Some`, or fails after [`DEADLINE`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The approval of a tool in a run's final state.
+pub fn approval_of<'a>(state: &'a RunState, tool: &str) -> &'a PendingApproval {
+    state
+        .approvals
+        .iter()
+        .find(|a| a.tool.as_ref().is_some_and(|t| t.name == tool))
+        .unwrap_or_else(|| panic!("no approval for {tool}"))
+}
+
+/// Shorthand for an approval's state.
+pub fn state_of(a: &PendingApproval) -> ApprovalState {
+    a.state()
+}
+
+/// A request the sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub idempotency_key: String,
+    pub body: serde_json::Value,
+}
+
+/// A local HTTP server that records every POST: the outside observer of tool
+/// side effects.
+#[derive(Clone)]
+pub struct Sink {
+    pub url: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Sink {
+    async fn start() -> Result<Self> {
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        async fn record(
+            State(received): State<Arc<Mutex<Vec<Received>>>>,
+            uri: axum::http::Uri,
+            headers: HeaderMap,
+            Json(body): Json<serde_json::Value>,
+        ) -> Json<serde_json::Value> {
+            received.lock().unwrap().push(Received {
+                path: uri.path().to_string(),
+                idempotency_key: headers
+                    .get("idempotency-key")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
+                body,
+            });
+            Json(serde_json::json!({"ok": true}))
+        }
+        let app = Router::new()
+            .route("/{*path}", post(record))
+            .with_state(received.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { url, received })
+    }
+
+    /// Everything received on `path`.
+    pub fn received(&self, path: &str) -> Vec<Received> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+}

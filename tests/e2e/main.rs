@@ -1,1 +1,2 @@
+mod gated_runs;
 mod harness;

@@ -1,0 +1,315 @@
+//! Gated agent runs on a real Temporal dev server: approve, deny, expire,
+//! parallel calls, refused decisions.
+
+use crate::harness::*;
+use anyhow::Result;
+use countersign_approvals::{ApprovalsError, ApproveOptions};
+use countersign_proto::{ApprovalState, RunStatus};
+use serde_json::json;
+
+/// Pays an invoice (money: always gated); on an error result, notifies the
+/// team instead (write_external, lifted by the flag) and finishes.
+pub const PAY_AGENT: &str = r#"
+name = "t-pay"
+approval_expiry = "1h"
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+say = "Paying invoice 7."
+calls = [{ tool = "pay", arguments = { to = "acme", amount = 120, currency = "EUR" } }]
+on_error = "fallback"
+
+[[model.steps]]
+say = "Paid: {last_result}"
+
+[[model.steps]]
+id = "fallback"
+say = "Payment refused ({last_error}); notifying the team instead."
+calls = [{ tool = "notify", arguments = { text = "invoice 7 not paid" } }]
+
+[[model.steps]]
+say = "Done: the team knows invoice 7 is unpaid."
+
+[[tools]]
+name = "pay"
+builtin = { kind = "payment_request", url = "{sink}/payments" }
+
+[[tools]]
+name = "notify"
+requires_approval = false
+builtin = { kind = "http_post", url = "{sink}/notify" }
+"#;
+
+#[tokio::test]
+async fn approved_call_runs_once_after_the_decision() -> Result<()> {
+    let env = TestEnv::new("approve").await?;
+    env.with_worker(async {
+        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let pending = env.pending(&id, 1).await?;
+        let approval = &pending[0];
+        assert_eq!(approval.tool.as_ref().unwrap().name, "pay");
+        assert_eq!(approval.effect_class, "money");
+        assert!(approval.rule.starts_with("money"), "{}", approval.rule);
+        assert_eq!(approval.requester, "alice@example.com");
+        assert_eq!(approval.user_request, "pay invoice 7");
+        assert_eq!(approval.model_reason, "Paying invoice 7.");
+        assert_eq!(
+            approval.arguments_sha256,
+            countersign_proto::arguments_sha256(&json!({"to": "acme", "amount": 120, "currency": "EUR"}))
+        );
+        assert!(approval.expires_at.is_some());
+        assert!(env.sink.received("/payments").is_empty(), "paid before approval");
+
+        let outcome = env
+            .approvals
+            .approve(
+                &approval.approval_id,
+                "bob@example.com",
+                ApproveOptions {
+                    reason: "invoice checked".into(),
+                    arguments_sha256: Some(approval.arguments_sha256.clone()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        assert!(outcome.accepted);
+        assert_eq!(outcome.state(), ApprovalState::Approved);
+
+        let state = env.result(&id).await?;
+        assert_eq!(state.status(), RunStatus::Completed);
+        assert!(state.final_answer.starts_with("Paid: 200 OK"), "{}", state.final_answer);
+        let payments = env.sink.received("/payments");
+        assert_eq!(payments.len(), 1);
+        assert_eq!(payments[0].idempotency_key, approval.approval_id);
+        assert_eq!(payments[0].body, json!({"to": "acme", "amount": 120, "currency": "EUR"}));
+        assert!(env.sink.received("/notify").is_empty());
+        let decision = &state.decisions[0];
+        assert!(decision.accepted);
+        assert_eq!(decision.reviewer, "bob@example.com");
+        assert_eq!(decision.reason, "invoice checked");
+        assert_eq!(decision.channel, "update");
+        assert_eq!(state_of(approval_of(&state, "pay")), ApprovalState::Approved);
+
+        let history = env.record_history(&id, "approve").await?;
+        replay(&history).await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn denied_call_never_runs_and_the_model_sees_the_reason() -> Result<()> {
+    let env = TestEnv::new("deny").await?;
+    env.with_worker(async {
+        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let approval = env.pending(&id, 1).await?.remove(0);
+        let outcome = env
+            .approvals
+            .deny(&approval.approval_id, "carol@example.com", "budget frozen this month")
+            .await?;
+        assert_eq!(outcome.state(), ApprovalState::Denied);
+
+        let state = env.result(&id).await?;
+        assert_eq!(state.status(), RunStatus::Completed);
+        assert!(env.sink.received("/payments").is_empty(), "a denied payment ran");
+        assert_eq!(env.sink.received("/notify").len(), 1, "the model took the other path");
+        let tool_result = state
+            .transcript
+            .iter()
+            .find(|e| e.role == "tool" && e.tool_call_id == approval.tool_call_id)
+            .expect("a tool result for the denied call");
+        assert!(tool_result.is_error);
+        assert!(tool_result.content.contains("denied by carol@example.com"));
+        assert!(tool_result.content.contains("budget frozen this month"));
+        let next_turn = state
+            .transcript
+            .iter()
+            .filter(|e| e.role == "assistant")
+            .nth(1)
+            .expect("a turn after the denial");
+        assert!(next_turn.content.contains("budget frozen this month"), "{}", next_turn.content);
+        assert_eq!(next_turn.tool_calls[0].name, "notify");
+
+        let history = env.record_history(&id, "deny").await?;
+        replay(&history).await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn unanswered_approval_expires_fail_closed() -> Result<()> {
+    let env = TestEnv::new("expire").await?;
+    env.with_worker(async {
+        let agent = env.agent(&PAY_AGENT.replace("approval_expiry = \"1h\"", "approval_expiry = \"1s\""))?;
+        let id = env.start(agent, "pay invoice 7").await?;
+        let state = env.result(&id).await?;
+        assert_eq!(state.status(), RunStatus::Completed);
+        assert!(env.sink.received("/payments").is_empty(), "an expired payment ran");
+        let approval = approval_of(&state, "pay");
+        assert_eq!(state_of(approval), ApprovalState::Expired);
+        let record = state
+            .decisions
+            .iter()
+            .find(|d| d.approval_id == approval.approval_id)
+            .unwrap();
+        assert_eq!(record.channel, "timer");
+        assert_eq!(record.resulting_state(), ApprovalState::Expired);
+        let result = state
+            .transcript
+            .iter()
+            .find(|e| e.role == "tool" && e.tool_call_id == approval.tool_call_id)
+            .unwrap();
+        assert!(result.is_error);
+        assert!(result.content.starts_with("approval expired"), "{}", result.content);
+        assert!(!result.content.contains("denied"));
+        // A decision after expiry is refused.
+        let late = env.approvals.deny(&approval.approval_id, "bob", "too late").await;
+        assert!(matches!(late, Err(ApprovalsError::NotFound(_)) | Err(ApprovalsError::AlreadyDecided(_))), "{late:?}");
+
+        let history = env.record_history(&id, "expire").await?;
+        replay(&history).await
+    })
+    .await
+}
+
+const PARALLEL_AGENT: &str = r#"
+name = "t-parallel"
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+say = "Notifying and paying two invoices at once."
+calls = [
+  { tool = "notify", arguments = { text = "paying invoices 1 and 2" } },
+  { tool = "pay", arguments = { to = "acme", amount = 10, currency = "EUR" } },
+  { tool = "pay", arguments = { to = "globex", amount = 20, currency = "EUR" } },
+]
+
+[[model.steps]]
+say = "Done."
+
+[[tools]]
+name = "pay"
+builtin = { kind = "payment_request", url = "{sink}/payments" }
+
+[[tools]]
+name = "notify"
+requires_approval = false
+builtin = { kind = "http_post", url = "{sink}/notify" }
+"#;
+
+#[tokio::test]
+async fn parallel_calls_are_independent() -> Result<()> {
+    let env = TestEnv::new("parallel").await?;
+    env.with_worker(async {
+        let id = env.start(env.agent(PARALLEL_AGENT)?, "pay both").await?;
+        let pending = env.pending(&id, 2).await?;
+        // The ungated call ran while both payments wait.
+        wait_for("the ungated notify call", || async {
+            (env.sink.received("/notify").len() == 1).then_some(())
+        })
+        .await?;
+        assert_eq!(env.approvals.pending_of_run(&id).await?.len(), 2);
+        assert!(env.sink.received("/payments").is_empty());
+
+        let to = |a: &countersign_proto::PendingApproval| {
+            countersign_proto::struct_to_json(a.arguments.as_ref().unwrap())["to"].clone()
+        };
+        let acme = pending.iter().find(|a| to(a) == "acme").unwrap();
+        let globex = pending.iter().find(|a| to(a) == "globex").unwrap();
+        assert_ne!(acme.approval_id, globex.approval_id);
+        env.approvals
+            .deny(&globex.approval_id, "bob", "unknown supplier")
+            .await?;
+        assert_eq!(env.approvals.pending_of_run(&id).await?.len(), 1);
+        env.approvals
+            .approve(&acme.approval_id, "bob", ApproveOptions::default())
+            .await?;
+
+        let state = env.result(&id).await?;
+        assert_eq!(state.status(), RunStatus::Completed);
+        let payments = env.sink.received("/payments");
+        assert_eq!(payments.len(), 1);
+        assert_eq!(payments[0].body["to"], "acme");
+        let results: Vec<_> = state.transcript.iter().filter(|e| e.role == "tool").collect();
+        assert_eq!(results.len(), 3);
+        assert!(!results[0].is_error && !results[1].is_error);
+        assert!(results[2].is_error && results[2].content.contains("unknown supplier"));
+
+        let history = env.record_history(&id, "parallel").await?;
+        replay(&history).await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn refused_decisions_say_why_and_change_nothing() -> Result<()> {
+    let env = TestEnv::new("refused").await?;
+    env.with_worker(async {
+        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let approval = env.pending(&id, 1).await?.remove(0);
+
+        let stale = env
+            .approvals
+            .approve(
+                &approval.approval_id,
+                "bob",
+                ApproveOptions {
+                    arguments_sha256: Some("0".repeat(64)),
+                    ..Default::default()
+                },
+            )
+            .await;
+        match stale {
+            Err(ApprovalsError::StaleArguments(m)) => assert!(m.contains("stale argumentsSha256"), "{m}"),
+            other => panic!("expected stale arguments, got {other:?}"),
+        }
+        let unknown = env.approvals.approve(&format!("{id}~nope"), "bob", ApproveOptions::default()).await;
+        assert!(matches!(unknown, Err(ApprovalsError::NotFound(_))), "{unknown:?}");
+        let no_run = env.approvals.approve("no-such-run~x", "bob", ApproveOptions::default()).await;
+        assert!(matches!(no_run, Err(ApprovalsError::NotFound(_))), "{no_run:?}");
+        let malformed = env.approvals.approve("no-separator", "bob", ApproveOptions::default()).await;
+        assert!(matches!(malformed, Err(ApprovalsError::InvalidApprovalId(_))), "{malformed:?}");
+        let anonymous = env.approvals.approve(&approval.approval_id, " ", ApproveOptions::default()).await;
+        assert!(matches!(anonymous, Err(ApprovalsError::Rejected(_))), "{anonymous:?}");
+        assert_eq!(env.approvals.pending_of_run(&id).await?.len(), 1, "a refused decision changed the run");
+
+        let first = env.approvals.approve(&approval.approval_id, "bob", ApproveOptions::default()).await?;
+        assert!(first.accepted);
+        // The same request again (same update id) is answered, not counted twice.
+        let retried = env.approvals.approve(&approval.approval_id, "bob", ApproveOptions::default()).await?;
+        assert_eq!(retried, first);
+        let second = env.approvals.deny(&approval.approval_id, "mallory", "no").await;
+        match second {
+            Err(ApprovalsError::AlreadyDecided(m)) => {
+                assert!(m.contains("already decided by bob"), "{m}");
+                assert!(m.contains("APPROVED"), "{m}");
+            }
+            other => panic!("expected already decided, got {other:?}"),
+        }
+
+        let state = env.result(&id).await?;
+        assert_eq!(env.sink.received("/payments").len(), 1);
+        // Update rejections leave no trace in the run: only the accepted decision is recorded.
+        assert_eq!(state.decisions.len(), 1);
+        Ok(())
+    })
+    .await
+}
+
+/// Replays a history against the current workflow code.
+pub async fn replay(history_json: &[u8]) -> Result<()> {
+    use temporalio_client::WorkflowHistory;
+    use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+    let replayer = WorkflowReplayer::new(
+        WorkflowReplayerOptions::new()
+            .register_workflow::<countersign_worker::AgentRun>()?
+            .build(),
+    )?;
+    replayer
+        .replay_workflow(WorkflowHistory::from_json(history_json)?)
+        .await?;
+    Ok(())
+}
