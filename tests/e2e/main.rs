@@ -1,2 +1,3 @@
 mod gated_runs;
 mod harness;
+mod operators;

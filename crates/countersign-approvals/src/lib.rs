@@ -42,6 +42,25 @@ pub struct RunSummary {
     pub pending_tools: Vec<String>,
 }
 
+/// How long `list_pending` waits for one run to answer its query.
+const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn tokio_timeout<F: std::future::Future>(
+    limit: std::time::Duration,
+    future: F,
+) -> Option<F::Output> {
+    tokio::time::timeout(limit, future).await.ok()
+}
+
+/// The result of [`Approvals::list_pending`].
+#[derive(Debug, Clone, Default)]
+pub struct PendingListing {
+    /// The pending approvals of every run that answered.
+    pub approvals: Vec<PendingApproval>,
+    /// Runs awaiting approval that did not answer: workflow id and why.
+    pub unreachable: Vec<(String, String)>,
+}
+
 /// What an approval request says, besides the approval id.
 #[derive(Debug, Clone, Default)]
 pub struct ApproveOptions {
@@ -164,19 +183,30 @@ impl Approvals {
 
     /// Every pending approval across runs: the runs whose `CountersignStatus`
     /// is `AwaitingApproval`, then each run's `pending_approvals` query (the
-    /// run itself is the source of truth; visibility may lag a little).
-    pub async fn list_pending(&self) -> Result<Vec<PendingApproval>, ApprovalsError> {
+    /// run itself is the source of truth; visibility may lag a little). Runs
+    /// are queried concurrently; a run that does not answer (no worker, say)
+    /// is reported in [`PendingListing::unreachable`] instead of failing the list.
+    pub async fn list_pending(&self) -> Result<PendingListing, ApprovalsError> {
         let runs = self.list_runs(Some("AwaitingApproval")).await?;
-        let mut pending = Vec::new();
-        for run in runs {
-            match self.pending_of_run(&run.workflow_id).await {
-                Ok(mut approvals) => pending.append(&mut approvals),
+        let answers = futures::future::join_all(runs.iter().map(|run| async move {
+            let answer = tokio_timeout(QUERY_TIMEOUT, self.pending_of_run(&run.workflow_id)).await;
+            (run.workflow_id.clone(), answer)
+        }))
+        .await;
+        let mut listing = PendingListing::default();
+        for (workflow_id, answer) in answers {
+            match answer {
+                Some(Ok(mut approvals)) => listing.approvals.append(&mut approvals),
                 // The run closed between the list and the query.
-                Err(ApprovalsError::NotFound(_)) => {}
-                Err(e) => return Err(e),
+                Some(Err(ApprovalsError::NotFound(_))) => {}
+                Some(Err(e)) => listing.unreachable.push((workflow_id, e.to_string())),
+                None => listing.unreachable.push((
+                    workflow_id,
+                    format!("no answer within {QUERY_TIMEOUT:?} (is a worker running?)"),
+                )),
             }
         }
-        Ok(pending)
+        Ok(listing)
     }
 
     /// The pending approvals of one run.

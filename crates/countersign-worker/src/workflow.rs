@@ -247,8 +247,8 @@ fn plan_calls(
                 agent: agent.name.clone(),
                 requester: s.input.requester.clone(),
                 tool: Some(ToolRef {
-                    kind: tool.map_or("unknown", |t| t.builtin.kind()).to_string(),
-                    provider: "builtin".into(),
+                    kind: if tool.is_some() { "builtin" } else { "unknown" }.into(),
+                    provider: String::new(),
                     name: call.name.clone(),
                 }),
                 arguments: json_to_struct(&call.arguments).ok(),

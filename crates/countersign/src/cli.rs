@@ -264,7 +264,11 @@ async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
     let approvals = Approvals::connect_from_env().await?;
     match command {
         ApprovalsCommand::List { json } => {
-            let pending = approvals.list_pending().await?;
+            let listing = approvals.list_pending().await?;
+            for (workflow_id, problem) in &listing.unreachable {
+                eprintln!("warning: run {workflow_id} did not answer: {problem}");
+            }
+            let pending = listing.approvals;
             if json {
                 println!("{}", serde_json::to_string_pretty(&pending)?);
             } else if pending.is_empty() {

@@ -1,0 +1,240 @@
+//! What operators and other processes do: the `temporal` CLI, the
+//! `countersign` CLI, a worker killed mid-wait, `countersign dev`, and the
+//! stored replay histories.
+
+use crate::gated_runs::{PAY_AGENT, replay};
+use crate::harness::*;
+use anyhow::{Context, Result, bail};
+use countersign_proto::{ApprovalState, PendingApproval, RunStatus};
+use serde_json::json;
+use std::process::{Command, Output, Stdio};
+
+/// Runs the `countersign` binary against the shared server. Async, so the
+/// in-process worker keeps answering queries while the command runs.
+async fn countersign(args: &[&str]) -> Result<Output> {
+    Ok(tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(args)
+        .env("TEMPORAL_ADDRESS", server_address())
+        .env("TEMPORAL_NAMESPACE", "default")
+        .env_remove("TEMPORAL_PROFILE")
+        .stdin(Stdio::null())
+        .output()
+        .await?)
+}
+
+async fn temporal_signal(workflow_id: &str, input: &str) -> Result<()> {
+    let out = tokio::process::Command::new(countersign::devserver::temporal_cli()?)
+        .args([
+            "workflow",
+            "signal",
+            "--address",
+            server_address(),
+            "--workflow-id",
+            workflow_id,
+            "--name",
+            "approval_decision",
+            "--input",
+            input,
+        ])
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!("temporal workflow signal failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn temporal_cli_signal_with_hand_written_json_resumes_the_run() -> Result<()> {
+    let env = TestEnv::new("cli-signal").await?;
+    env.with_worker(async {
+        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let approval = env.pending(&id, 1).await?.remove(0);
+
+        // Malformed payloads: recorded as rejected, the run stays healthy.
+        temporal_signal(&id, r#"{"approvalId": 42, "kind": "DECISION_KIND_APPROVE"}"#).await?;
+        temporal_signal(&id, r#""approve please""#).await?;
+        temporal_signal(&id, &format!(r#"{{"approvalId":"{}","kind":"MAYBE","reviewer":"x"}}"#, approval.approval_id)).await?;
+        let state = wait_for("three rejected signals", || async {
+            let s = env.approvals.run_state(&id).await.ok()?;
+            (s.decisions.iter().filter(|d| !d.accepted).count() == 3).then_some(s)
+        })
+        .await?;
+        assert!(state.decisions.iter().all(|d| !d.accepted && d.channel == "signal"));
+        assert!(state.decisions.iter().all(|d| d.message.starts_with("malformed decision")), "{:?}", state.decisions);
+        assert_eq!(env.approvals.pending_of_run(&id).await?.len(), 1);
+
+        // A decision typed by hand, with edited arguments.
+        temporal_signal(
+            &id,
+            &format!(
+                r#"{{"approvalId":"{}","kind":"DECISION_KIND_APPROVE","reviewer":"ops@example.com","reason":"pay part now","editedArguments":{{"to":"acme","amount":100,"currency":"EUR"}}}}"#,
+                approval.approval_id
+            ),
+        ).await?;
+        let state = env.result(&id).await?;
+        assert_eq!(state.status(), RunStatus::Completed);
+        let payments = env.sink.received("/payments");
+        assert_eq!(payments.len(), 1);
+        assert_eq!(payments[0].body, json!({"to": "acme", "amount": 100, "currency": "EUR"}));
+        let decision = state.decisions.iter().find(|d| d.accepted).unwrap();
+        assert_eq!(decision.reviewer, "ops@example.com");
+        assert_eq!(decision.resulting_state(), ApprovalState::ApprovedWithEdits);
+
+        let history = env.record_history(&id, "signal_edit").await?;
+        replay(&history).await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn cli_lists_shows_and_decides_approvals() -> Result<()> {
+    let env = TestEnv::new("cli").await?;
+    env.with_worker(async {
+        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let approval = env.pending(&id, 1).await?.remove(0);
+
+        // Visibility may lag the run by a moment: poll the listing.
+        let listed: PendingApproval = wait_for("the approval in `approvals list --json`", || async {
+            let out = countersign(&["approvals", "list", "--json"]).await.ok()?;
+            let all: Vec<PendingApproval> = serde_json::from_slice(&out.stdout).ok()?;
+            all.into_iter().find(|a| a.approval_id == approval.approval_id)
+        })
+        .await?;
+        assert_eq!(listed.tool.as_ref().unwrap().name, "pay");
+        assert_eq!(listed.workflow_id, id);
+        assert_eq!(listed.conversation_id, id);
+        assert_eq!(listed.requester, "alice@example.com");
+        assert!(listed.rule.starts_with("money"));
+        assert!(listed.expires_at.is_some());
+        assert_eq!(
+            countersign_proto::struct_to_json(listed.arguments.as_ref().unwrap()),
+            json!({"to": "acme", "amount": 120, "currency": "EUR"})
+        );
+        // The raw JSON is proto3 JSON (camelCase).
+        let out = countersign(&["approvals", "show", &approval.approval_id, "--json"]).await?;
+        let raw: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        assert_eq!(raw["approvalId"], approval.approval_id.as_str());
+        assert_eq!(raw["argumentsSha256"], approval.arguments_sha256.as_str());
+        assert_eq!(raw["state"], "APPROVAL_STATE_PENDING");
+
+        let out = countersign(&["approvals", "deny", &approval.approval_id, "--reviewer", "dave@example.com"]).await?;
+        assert!(!out.status.success(), "deny without --reason must fail");
+        let out = countersign(&[
+            "approvals", "deny", &approval.approval_id, "--reason", "not this week", "--reviewer", "dave@example.com",
+        ]).await?;
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("denied by dave@example.com"));
+        let again = countersign(&["approvals", "approve", &approval.approval_id, "--reviewer", "erin"]).await?;
+        assert!(!again.status.success());
+        assert!(String::from_utf8_lossy(&again.stderr).contains("already decided by dave@example.com"));
+
+        let state = env.result(&id).await?;
+        assert!(env.sink.received("/payments").is_empty());
+        let out = countersign(&["run", "show", &id]).await?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("COMPLETED"), "{text}");
+        assert!(text.contains("DENIED pay by dave@example.com"), "{text}");
+        assert_eq!(state.status(), RunStatus::Completed);
+        Ok(())
+    })
+    .await
+}
+
+struct WorkerProcess(std::process::Child);
+
+impl WorkerProcess {
+    fn start(task_queue: &str) -> Result<Self> {
+        let child = Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(["worker", "--task-queue", task_queue])
+            .env("TEMPORAL_ADDRESS", server_address())
+            .env("TEMPORAL_NAMESPACE", "default")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting `countersign worker`")?;
+        Ok(Self(child))
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_killed_worker_loses_nothing() -> Result<()> {
+    let env = TestEnv::new("sigkill").await?;
+    let mut first = WorkerProcess::start(&env.task_queue)?;
+    let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+    let approval = env.pending(&id, 1).await?.remove(0);
+    // SIGKILL: no graceful shutdown, nothing flushed.
+    first.0.kill()?;
+    first.0.wait()?;
+    let _second = WorkerProcess::start(&env.task_queue)?;
+    let outcome = env
+        .approvals
+        .approve(&approval.approval_id, "bob", Default::default())
+        .await?;
+    assert!(outcome.accepted);
+    let state = env.result(&id).await?;
+    assert_eq!(state.status(), RunStatus::Completed);
+    let payments = env.sink.received("/payments");
+    assert_eq!(payments.len(), 1, "the approved payment must run exactly once");
+    assert_eq!(payments[0].idempotency_key, approval.approval_id);
+    let history = env.record_history(&id, "crash_resume").await?;
+    replay(&history).await
+}
+
+#[tokio::test]
+async fn stored_histories_replay_on_current_code() -> Result<()> {
+    let mut replayed = Vec::new();
+    for entry in std::fs::read_dir(histories_dir())? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let json = std::fs::read(&path)?;
+            replay(&json)
+                .await
+                .with_context(|| format!("replaying {}", path.display()))?;
+            replayed.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    replayed.sort();
+    for expected in ["approve.json", "crash_resume.json", "deny.json", "expire.json", "parallel.json", "signal_edit.json"] {
+        assert!(replayed.iter().any(|r| r == expected), "missing history {expected}: {replayed:?}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn countersign_dev_runs_the_demo_on_its_own_server() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = countersign::devserver::free_port()?.to_string();
+    let ui_port = countersign::devserver::free_port()?.to_string();
+    let state_dir = dir.path().join("state");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(["dev", "--exit-after-demo", "--decide", "deny", "--port", &port, "--ui-port", &ui_port])
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .stdin(Stdio::null())
+            .output()
+    })
+    .await??;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the run is PAUSED before `send_payment`"), "{stderr}");
+    assert!(stderr.contains("denied by"), "{stderr}");
+    assert!(stderr.contains("payments API received 0 payment request(s)"), "{stderr}");
+    assert!(stderr.contains("/namespaces/default/workflows/"), "{stderr}");
+    assert!(stdout.contains("COMPLETED"), "{stdout}");
+    assert!(stdout.contains("it is on your todo list"), "{stdout}");
+    let todo = std::fs::read_to_string(dir.path().join("state/todo.md"))?;
+    assert!(todo.contains("Review and pay ACME invoice INV-42"), "{todo}");
+    assert!(dir.path().join("state/temporal.db").exists());
+    Ok(())
+}
