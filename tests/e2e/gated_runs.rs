@@ -57,10 +57,15 @@ async fn approved_call_runs_once_after_the_decision() -> Result<()> {
         assert_eq!(approval.model_reason, "Paying invoice 7.");
         assert_eq!(
             approval.arguments_sha256,
-            countersign_proto::arguments_sha256(&json!({"to": "acme", "amount": 120, "currency": "EUR"}))
+            countersign_proto::arguments_sha256(
+                &json!({"to": "acme", "amount": 120, "currency": "EUR"})
+            )
         );
         assert!(approval.expires_at.is_some());
-        assert!(env.sink.received("/payments").is_empty(), "paid before approval");
+        assert!(
+            env.sink.received("/payments").is_empty(),
+            "paid before approval"
+        );
 
         let outcome = env
             .approvals
@@ -79,18 +84,28 @@ async fn approved_call_runs_once_after_the_decision() -> Result<()> {
 
         let state = env.result(&id).await?;
         assert_eq!(state.status(), RunStatus::Completed);
-        assert!(state.final_answer.starts_with("Paid: 200 OK"), "{}", state.final_answer);
+        assert!(
+            state.final_answer.starts_with("Paid: 200 OK"),
+            "{}",
+            state.final_answer
+        );
         let payments = env.sink.received("/payments");
         assert_eq!(payments.len(), 1);
         assert_eq!(payments[0].idempotency_key, approval.approval_id);
-        assert_eq!(payments[0].body, json!({"to": "acme", "amount": 120, "currency": "EUR"}));
+        assert_eq!(
+            payments[0].body,
+            json!({"to": "acme", "amount": 120, "currency": "EUR"})
+        );
         assert!(env.sink.received("/notify").is_empty());
         let decision = &state.decisions[0];
         assert!(decision.accepted);
         assert_eq!(decision.reviewer, "bob@example.com");
         assert_eq!(decision.reason, "invoice checked");
         assert_eq!(decision.channel, "update");
-        assert_eq!(state_of(approval_of(&state, "pay")), ApprovalState::Approved);
+        assert_eq!(
+            state_of(approval_of(&state, "pay")),
+            ApprovalState::Approved
+        );
 
         let history = env.record_history(&id, "approve").await?;
         replay(&history).await
@@ -106,14 +121,25 @@ async fn denied_call_never_runs_and_the_model_sees_the_reason() -> Result<()> {
         let approval = env.pending(&id, 1).await?.remove(0);
         let outcome = env
             .approvals
-            .deny(&approval.approval_id, "carol@example.com", "budget frozen this month")
+            .deny(
+                &approval.approval_id,
+                "carol@example.com",
+                "budget frozen this month",
+            )
             .await?;
         assert_eq!(outcome.state(), ApprovalState::Denied);
 
         let state = env.result(&id).await?;
         assert_eq!(state.status(), RunStatus::Completed);
-        assert!(env.sink.received("/payments").is_empty(), "a denied payment ran");
-        assert_eq!(env.sink.received("/notify").len(), 1, "the model took the other path");
+        assert!(
+            env.sink.received("/payments").is_empty(),
+            "a denied payment ran"
+        );
+        assert_eq!(
+            env.sink.received("/notify").len(),
+            1,
+            "the model took the other path"
+        );
         let tool_result = state
             .transcript
             .iter()
@@ -128,7 +154,11 @@ async fn denied_call_never_runs_and_the_model_sees_the_reason() -> Result<()> {
             .filter(|e| e.role == "assistant")
             .nth(1)
             .expect("a turn after the denial");
-        assert!(next_turn.content.contains("budget frozen this month"), "{}", next_turn.content);
+        assert!(
+            next_turn.content.contains("budget frozen this month"),
+            "{}",
+            next_turn.content
+        );
         assert_eq!(next_turn.tool_calls[0].name, "notify");
 
         let history = env.record_history(&id, "deny").await?;
@@ -141,11 +171,15 @@ async fn denied_call_never_runs_and_the_model_sees_the_reason() -> Result<()> {
 async fn unanswered_approval_expires_fail_closed() -> Result<()> {
     let env = TestEnv::new("expire").await?;
     env.with_worker(async {
-        let agent = env.agent(&PAY_AGENT.replace("approval_expiry = \"1h\"", "approval_expiry = \"1s\""))?;
+        let agent =
+            env.agent(&PAY_AGENT.replace("approval_expiry = \"1h\"", "approval_expiry = \"1s\""))?;
         let id = env.start(agent, "pay invoice 7").await?;
         let state = env.result(&id).await?;
         assert_eq!(state.status(), RunStatus::Completed);
-        assert!(env.sink.received("/payments").is_empty(), "an expired payment ran");
+        assert!(
+            env.sink.received("/payments").is_empty(),
+            "an expired payment ran"
+        );
         let approval = approval_of(&state, "pay");
         assert_eq!(state_of(approval), ApprovalState::Expired);
         let record = state
@@ -161,11 +195,24 @@ async fn unanswered_approval_expires_fail_closed() -> Result<()> {
             .find(|e| e.role == "tool" && e.tool_call_id == approval.tool_call_id)
             .unwrap();
         assert!(result.is_error);
-        assert!(result.content.starts_with("approval expired"), "{}", result.content);
+        assert!(
+            result.content.starts_with("approval expired"),
+            "{}",
+            result.content
+        );
         assert!(!result.content.contains("denied"));
         // A decision after expiry is refused.
-        let late = env.approvals.deny(&approval.approval_id, "bob", "too late").await;
-        assert!(matches!(late, Err(ApprovalsError::NotFound(_)) | Err(ApprovalsError::AlreadyDecided(_))), "{late:?}");
+        let late = env
+            .approvals
+            .deny(&approval.approval_id, "bob", "too late")
+            .await;
+        assert!(
+            matches!(
+                late,
+                Err(ApprovalsError::NotFound(_)) | Err(ApprovalsError::AlreadyDecided(_))
+            ),
+            "{late:?}"
+        );
 
         let history = env.record_history(&id, "expire").await?;
         replay(&history).await
@@ -233,7 +280,11 @@ async fn parallel_calls_are_independent() -> Result<()> {
         let payments = env.sink.received("/payments");
         assert_eq!(payments.len(), 1);
         assert_eq!(payments[0].body["to"], "acme");
-        let results: Vec<_> = state.transcript.iter().filter(|e| e.role == "tool").collect();
+        let results: Vec<_> = state
+            .transcript
+            .iter()
+            .filter(|e| e.role == "tool")
+            .collect();
         assert_eq!(results.len(), 3);
         assert!(!results[0].is_error && !results[1].is_error);
         assert!(results[2].is_error && results[2].content.contains("unknown supplier"));
@@ -263,25 +314,64 @@ async fn refused_decisions_say_why_and_change_nothing() -> Result<()> {
             )
             .await;
         match stale {
-            Err(ApprovalsError::StaleArguments(m)) => assert!(m.contains("stale argumentsSha256"), "{m}"),
+            Err(ApprovalsError::StaleArguments(m)) => {
+                assert!(m.contains("stale argumentsSha256"), "{m}")
+            }
             other => panic!("expected stale arguments, got {other:?}"),
         }
-        let unknown = env.approvals.approve(&format!("{id}~nope"), "bob", ApproveOptions::default()).await;
-        assert!(matches!(unknown, Err(ApprovalsError::NotFound(_))), "{unknown:?}");
-        let no_run = env.approvals.approve("no-such-run~x", "bob", ApproveOptions::default()).await;
-        assert!(matches!(no_run, Err(ApprovalsError::NotFound(_))), "{no_run:?}");
-        let malformed = env.approvals.approve("no-separator", "bob", ApproveOptions::default()).await;
-        assert!(matches!(malformed, Err(ApprovalsError::InvalidApprovalId(_))), "{malformed:?}");
-        let anonymous = env.approvals.approve(&approval.approval_id, " ", ApproveOptions::default()).await;
-        assert!(matches!(anonymous, Err(ApprovalsError::Rejected(_))), "{anonymous:?}");
-        assert_eq!(env.approvals.pending_of_run(&id).await?.len(), 1, "a refused decision changed the run");
+        let unknown = env
+            .approvals
+            .approve(&format!("{id}~nope"), "bob", ApproveOptions::default())
+            .await;
+        assert!(
+            matches!(unknown, Err(ApprovalsError::NotFound(_))),
+            "{unknown:?}"
+        );
+        let no_run = env
+            .approvals
+            .approve("no-such-run~x", "bob", ApproveOptions::default())
+            .await;
+        assert!(
+            matches!(no_run, Err(ApprovalsError::NotFound(_))),
+            "{no_run:?}"
+        );
+        let malformed = env
+            .approvals
+            .approve("no-separator", "bob", ApproveOptions::default())
+            .await;
+        assert!(
+            matches!(malformed, Err(ApprovalsError::InvalidApprovalId(_))),
+            "{malformed:?}"
+        );
+        let anonymous = env
+            .approvals
+            .approve(&approval.approval_id, " ", ApproveOptions::default())
+            .await;
+        assert!(
+            matches!(anonymous, Err(ApprovalsError::Rejected(_))),
+            "{anonymous:?}"
+        );
+        assert_eq!(
+            env.approvals.pending_of_run(&id).await?.len(),
+            1,
+            "a refused decision changed the run"
+        );
 
-        let first = env.approvals.approve(&approval.approval_id, "bob", ApproveOptions::default()).await?;
+        let first = env
+            .approvals
+            .approve(&approval.approval_id, "bob", ApproveOptions::default())
+            .await?;
         assert!(first.accepted);
         // The same request again (same update id) is answered, not counted twice.
-        let retried = env.approvals.approve(&approval.approval_id, "bob", ApproveOptions::default()).await?;
+        let retried = env
+            .approvals
+            .approve(&approval.approval_id, "bob", ApproveOptions::default())
+            .await?;
         assert_eq!(retried, first);
-        let second = env.approvals.deny(&approval.approval_id, "mallory", "no").await;
+        let second = env
+            .approvals
+            .deny(&approval.approval_id, "mallory", "no")
+            .await;
         match second {
             Err(ApprovalsError::AlreadyDecided(m)) => {
                 assert!(m.contains("already decided by bob"), "{m}");

@@ -43,7 +43,8 @@ pub fn server_address() -> &'static str {
             });
             match started {
                 Ok((server, _client)) => {
-                    tx.send(Ok(server.address.clone())).expect("harness channel");
+                    tx.send(Ok(server.address.clone()))
+                        .expect("harness channel");
                     // Keep the server (and this thread, its PDEATHSIG parent) alive.
                     loop {
                         std::thread::park();
@@ -65,7 +66,11 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis();
-    format!("{prefix}-{}-{millis}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{millis}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// One test's view of the stack.
@@ -136,10 +141,13 @@ impl TestEnv {
 
     /// Waits until the run has `n` pending approvals and returns them.
     pub async fn pending(&self, workflow_id: &str, n: usize) -> Result<Vec<PendingApproval>> {
-        wait_for(&format!("{n} pending approvals in {workflow_id}"), || async {
-            let pending = self.approvals.pending_of_run(workflow_id).await.ok()?;
-            (pending.len() == n).then_some(pending)
-        })
+        wait_for(
+            &format!("{n} pending approvals in {workflow_id}"),
+            || async {
+                let pending = self.approvals.pending_of_run(workflow_id).await.ok()?;
+                (pending.len() == n).then_some(pending)
+            },
+        )
         .await
     }
 

@@ -12,14 +12,16 @@ use std::process::{Command, Output, Stdio};
 /// Runs the `countersign` binary against the shared server. Async, so the
 /// in-process worker keeps answering queries while the command runs.
 async fn countersign(args: &[&str]) -> Result<Output> {
-    Ok(tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-        .args(args)
-        .env("TEMPORAL_ADDRESS", server_address())
-        .env("TEMPORAL_NAMESPACE", "default")
-        .env_remove("TEMPORAL_PROFILE")
-        .stdin(Stdio::null())
-        .output()
-        .await?)
+    Ok(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(args)
+            .env("TEMPORAL_ADDRESS", server_address())
+            .env("TEMPORAL_NAMESPACE", "default")
+            .env_remove("TEMPORAL_PROFILE")
+            .stdin(Stdio::null())
+            .output()
+            .await?,
+    )
 }
 
 async fn temporal_signal(workflow_id: &str, input: &str) -> Result<()> {
@@ -39,7 +41,10 @@ async fn temporal_signal(workflow_id: &str, input: &str) -> Result<()> {
         .output()
         .await?;
     if !out.status.success() {
-        bail!("temporal workflow signal failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "temporal workflow signal failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -95,12 +100,14 @@ async fn cli_lists_shows_and_decides_approvals() -> Result<()> {
         let approval = env.pending(&id, 1).await?.remove(0);
 
         // Visibility may lag the run by a moment: poll the listing.
-        let listed: PendingApproval = wait_for("the approval in `approvals list --json`", || async {
-            let out = countersign(&["approvals", "list", "--json"]).await.ok()?;
-            let all: Vec<PendingApproval> = serde_json::from_slice(&out.stdout).ok()?;
-            all.into_iter().find(|a| a.approval_id == approval.approval_id)
-        })
-        .await?;
+        let listed: PendingApproval =
+            wait_for("the approval in `approvals list --json`", || async {
+                let out = countersign(&["approvals", "list", "--json"]).await.ok()?;
+                let all: Vec<PendingApproval> = serde_json::from_slice(&out.stdout).ok()?;
+                all.into_iter()
+                    .find(|a| a.approval_id == approval.approval_id)
+            })
+            .await?;
         assert_eq!(listed.tool.as_ref().unwrap().name, "pay");
         assert_eq!(listed.workflow_id, id);
         assert_eq!(listed.conversation_id, id);
@@ -118,16 +125,43 @@ async fn cli_lists_shows_and_decides_approvals() -> Result<()> {
         assert_eq!(raw["argumentsSha256"], approval.arguments_sha256.as_str());
         assert_eq!(raw["state"], "APPROVAL_STATE_PENDING");
 
-        let out = countersign(&["approvals", "deny", &approval.approval_id, "--reviewer", "dave@example.com"]).await?;
+        let out = countersign(&[
+            "approvals",
+            "deny",
+            &approval.approval_id,
+            "--reviewer",
+            "dave@example.com",
+        ])
+        .await?;
         assert!(!out.status.success(), "deny without --reason must fail");
         let out = countersign(&[
-            "approvals", "deny", &approval.approval_id, "--reason", "not this week", "--reviewer", "dave@example.com",
-        ]).await?;
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            "approvals",
+            "deny",
+            &approval.approval_id,
+            "--reason",
+            "not this week",
+            "--reviewer",
+            "dave@example.com",
+        ])
+        .await?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("denied by dave@example.com"));
-        let again = countersign(&["approvals", "approve", &approval.approval_id, "--reviewer", "erin"]).await?;
+        let again = countersign(&[
+            "approvals",
+            "approve",
+            &approval.approval_id,
+            "--reviewer",
+            "erin",
+        ])
+        .await?;
         assert!(!again.status.success());
-        assert!(String::from_utf8_lossy(&again.stderr).contains("already decided by dave@example.com"));
+        assert!(
+            String::from_utf8_lossy(&again.stderr).contains("already decided by dave@example.com")
+        );
 
         let state = env.result(&id).await?;
         assert!(env.sink.received("/payments").is_empty());
@@ -183,7 +217,11 @@ async fn a_killed_worker_loses_nothing() -> Result<()> {
     let state = env.result(&id).await?;
     assert_eq!(state.status(), RunStatus::Completed);
     let payments = env.sink.received("/payments");
-    assert_eq!(payments.len(), 1, "the approved payment must run exactly once");
+    assert_eq!(
+        payments.len(),
+        1,
+        "the approved payment must run exactly once"
+    );
     assert_eq!(payments[0].idempotency_key, approval.approval_id);
     let history = env.record_history(&id, "crash_resume").await?;
     replay(&history).await
@@ -203,8 +241,18 @@ async fn stored_histories_replay_on_current_code() -> Result<()> {
         }
     }
     replayed.sort();
-    for expected in ["approve.json", "crash_resume.json", "deny.json", "expire.json", "parallel.json", "signal_edit.json"] {
-        assert!(replayed.iter().any(|r| r == expected), "missing history {expected}: {replayed:?}");
+    for expected in [
+        "approve.json",
+        "crash_resume.json",
+        "deny.json",
+        "expire.json",
+        "parallel.json",
+        "signal_edit.json",
+    ] {
+        assert!(
+            replayed.iter().any(|r| r == expected),
+            "missing history {expected}: {replayed:?}"
+        );
     }
     Ok(())
 }
@@ -217,7 +265,16 @@ async fn countersign_dev_runs_the_demo_on_its_own_server() -> Result<()> {
     let state_dir = dir.path().join("state");
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .args(["dev", "--exit-after-demo", "--decide", "deny", "--port", &port, "--ui-port", &ui_port])
+            .args([
+                "dev",
+                "--exit-after-demo",
+                "--decide",
+                "deny",
+                "--port",
+                &port,
+                "--ui-port",
+                &ui_port,
+            ])
             .arg("--state-dir")
             .arg(&state_dir)
             .stdin(Stdio::null())
@@ -227,14 +284,26 @@ async fn countersign_dev_runs_the_demo_on_its_own_server() -> Result<()> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("the run is PAUSED before `send_payment`"), "{stderr}");
+    assert!(
+        stderr.contains("the run is PAUSED before `send_payment`"),
+        "{stderr}"
+    );
     assert!(stderr.contains("denied by"), "{stderr}");
-    assert!(stderr.contains("payments API received 0 payment request(s)"), "{stderr}");
-    assert!(stderr.contains("/namespaces/default/workflows/"), "{stderr}");
+    assert!(
+        stderr.contains("payments API received 0 payment request(s)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("/namespaces/default/workflows/"),
+        "{stderr}"
+    );
     assert!(stdout.contains("COMPLETED"), "{stdout}");
     assert!(stdout.contains("it is on your todo list"), "{stdout}");
     let todo = std::fs::read_to_string(dir.path().join("state/todo.md"))?;
-    assert!(todo.contains("Review and pay ACME invoice INV-42"), "{todo}");
+    assert!(
+        todo.contains("Review and pay ACME invoice INV-42"),
+        "{todo}"
+    );
     assert!(dir.path().join("state/temporal.db").exists());
     Ok(())
 }

@@ -6,8 +6,7 @@ use countersign_policy::run::AgentRunInput;
 use countersign_proto::contract;
 use countersign_proto::{Decision, DecisionOutcome, PendingApproval, RunState};
 use temporalio_common::{
-    HasWorkflowDefinition, QueryDefinition, SignalDefinition, UpdateDefinition,
-    WorkflowDefinition,
+    HasWorkflowDefinition, QueryDefinition, SignalDefinition, UpdateDefinition, WorkflowDefinition,
 };
 
 /// The `AgentRun` workflow type.

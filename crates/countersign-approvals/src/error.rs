@@ -1,6 +1,8 @@
 //! Typed errors of the approvals client.
 
-use temporalio_client::errors::{WorkflowInteractionError, WorkflowQueryError, WorkflowUpdateError};
+use temporalio_client::errors::{
+    WorkflowInteractionError, WorkflowQueryError, WorkflowUpdateError,
+};
 
 /// Why a call of the approvals client failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +49,9 @@ pub(crate) fn from_rejection(message: String) -> ApprovalsError {
 pub(crate) fn from_update(e: WorkflowUpdateError, approval_id: &str) -> ApprovalsError {
     match e {
         WorkflowUpdateError::Failed(failure) => from_rejection(failure.message.clone()),
-        WorkflowUpdateError::NotFound(_) => {
-            ApprovalsError::NotFound(format!("approval `{approval_id}`: its run does not exist or has closed"))
-        }
+        WorkflowUpdateError::NotFound(_) => ApprovalsError::NotFound(format!(
+            "approval `{approval_id}`: its run does not exist or has closed"
+        )),
         other => connection_or_temporal(other.to_string()),
     }
 }
@@ -63,9 +65,9 @@ pub(crate) fn from_query(e: WorkflowQueryError, workflow_id: &str) -> ApprovalsE
 
 pub(crate) fn from_interaction(e: WorkflowInteractionError, approval_id: &str) -> ApprovalsError {
     match e {
-        WorkflowInteractionError::NotFound(_) => {
-            ApprovalsError::NotFound(format!("approval `{approval_id}`: its run does not exist or has closed"))
-        }
+        WorkflowInteractionError::NotFound(_) => ApprovalsError::NotFound(format!(
+            "approval `{approval_id}`: its run does not exist or has closed"
+        )),
         other => connection_or_temporal(other.to_string()),
     }
 }

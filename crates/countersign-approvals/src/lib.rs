@@ -10,7 +10,9 @@
 mod contract;
 mod error;
 
-pub use contract::{AgentRunWorkflow, ApprovalDecisionSignal, DecideUpdate, PendingApprovalsQuery, RunStateQuery};
+pub use contract::{
+    AgentRunWorkflow, ApprovalDecisionSignal, DecideUpdate, PendingApprovalsQuery, RunStateQuery,
+};
 pub use error::ApprovalsError;
 
 use countersign_policy::run::AgentRunInput;
@@ -97,7 +99,8 @@ impl Approvals {
     }
 
     fn run_handle(&self, workflow_id: &str) -> WorkflowHandle<Client, AgentRunWorkflow> {
-        self.client.get_workflow_handle::<AgentRunWorkflow>(workflow_id)
+        self.client
+            .get_workflow_handle::<AgentRunWorkflow>(workflow_id)
     }
 
     fn handle_for_approval(
@@ -119,7 +122,11 @@ impl Approvals {
         let summary = format!(
             "Countersign agent `{}` for {}",
             input.agent.name,
-            if input.requester.is_empty() { "unknown requester" } else { &input.requester }
+            if input.requester.is_empty() {
+                "unknown requester"
+            } else {
+                &input.requester
+            }
         );
         let options = WorkflowStartOptions::new(task_queue.unwrap_or(TASK_QUEUE), workflow_id)
             .static_summary(summary)
@@ -129,7 +136,9 @@ impl Approvals {
             .client
             .start_workflow(AgentRunWorkflow, input, options)
             .await
-            .map_err(|e| ApprovalsError::Temporal(format!("cannot start run `{workflow_id}`: {e}")))?;
+            .map_err(|e| {
+                ApprovalsError::Temporal(format!("cannot start run `{workflow_id}`: {e}"))
+            })?;
         Ok(handle.info().workflow_id.clone())
     }
 
@@ -151,11 +160,19 @@ impl Approvals {
 
     /// Lists runs, newest first, optionally only those with a `CountersignStatus`.
     pub async fn list_runs(&self, status: Option<&str>) -> Result<Vec<RunSummary>, ApprovalsError> {
-        let mut query = format!("WorkflowType = '{}'", countersign_proto::contract::WORKFLOW_TYPE);
+        let mut query = format!(
+            "WorkflowType = '{}'",
+            countersign_proto::contract::WORKFLOW_TYPE
+        );
         if let Some(status) = status {
-            query.push_str(&format!(" AND {SA_STATUS} = '{}'", status.replace('\'', "")));
+            query.push_str(&format!(
+                " AND {SA_STATUS} = '{}'",
+                status.replace('\'', "")
+            ));
         }
-        let mut stream = self.client.list_workflows(query, WorkflowListOptions::default());
+        let mut stream = self
+            .client
+            .list_workflows(query, WorkflowListOptions::default());
         let mut runs = Vec::new();
         while let Some(execution) = stream.next().await {
             let execution =
@@ -163,7 +180,9 @@ impl Approvals {
             let attrs = execution.search_attributes();
             let get = |name: &'static str| {
                 attrs
-                    .get(&temporalio_common::search_attributes::SearchAttributeKey::<String>::keyword(name))
+                    .get(&temporalio_common::search_attributes::SearchAttributeKey::<
+                        String,
+                    >::keyword(name))
                     .unwrap_or_default()
             };
             runs.push(RunSummary {
@@ -172,8 +191,10 @@ impl Approvals {
                 agent: get(countersign_proto::contract::SA_AGENT),
                 requester: get(countersign_proto::contract::SA_REQUESTER),
                 pending_tools: attrs
-                    .get(&temporalio_common::search_attributes::SearchAttributeKey::<Vec<String>>::keyword_list(
-                        countersign_proto::contract::SA_PENDING_TOOLS,
+                    .get(&temporalio_common::search_attributes::SearchAttributeKey::<
+                        Vec<String>,
+                    >::keyword_list(
+                        countersign_proto::contract::SA_PENDING_TOOLS
                     ))
                     .unwrap_or_default(),
             });
@@ -246,7 +267,9 @@ impl Approvals {
             .execute_update(
                 DecideUpdate,
                 decision,
-                WorkflowExecuteUpdateOptions::builder().update_id(update_id).build(),
+                WorkflowExecuteUpdateOptions::builder()
+                    .update_id(update_id)
+                    .build(),
             )
             .await
             .map_err(|e| error::from_update(e, &approval_id))
@@ -260,7 +283,11 @@ impl Approvals {
         let payload = serde_json::to_value(&decision)
             .map_err(|e| ApprovalsError::InvalidDecision(e.to_string()))?;
         handle
-            .signal(ApprovalDecisionSignal, payload, WorkflowSignalOptions::default())
+            .signal(
+                ApprovalDecisionSignal,
+                payload,
+                WorkflowSignalOptions::default(),
+            )
             .await
             .map_err(|e| error::from_interaction(e, &approval_id))
     }
@@ -331,9 +358,9 @@ pub async fn connect_from_env() -> Result<Client, ApprovalsError> {
             // ConfigError is not Send + Sync: keep its text only.
             .map_err(|e| ApprovalsError::Connection(format!("Temporal client settings: {e}")))?;
     let target = connection_options.target.to_string();
-    let connection = Connection::connect(connection_options)
-        .await
-        .map_err(|e| ApprovalsError::Connection(format!("cannot reach Temporal at {target}: {e}")))?;
+    let connection = Connection::connect(connection_options).await.map_err(|e| {
+        ApprovalsError::Connection(format!("cannot reach Temporal at {target}: {e}"))
+    })?;
     Client::new(connection, client_options)
         .map_err(|e| ApprovalsError::Connection(format!("Temporal client: {e}")))
 }

@@ -275,7 +275,10 @@ impl AgentDefinition {
         if !valid_name(&self.name, 128, true) {
             return Err((
                 "name".into(),
-                format!("`{}` must be 1-128 letters, digits, `-`, `_` or `.`", self.name),
+                format!(
+                    "`{}` must be 1-128 letters, digits, `-`, `_` or `.`",
+                    self.name
+                ),
             ));
         }
         if self.approval_expiry.is_zero() {
@@ -310,9 +313,16 @@ impl AgentDefinition {
         }
         let ModelConfig::Scripted { steps } = &self.model;
         if steps.is_empty() {
-            return Err(("model.steps".into(), "a scripted model needs at least one step".into()));
+            return Err((
+                "model.steps".into(),
+                "a scripted model needs at least one step".into(),
+            ));
         }
-        let ids: Vec<String> = steps.iter().enumerate().map(|(i, s)| s.step_id(i)).collect();
+        let ids: Vec<String> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.step_id(i))
+            .collect();
         for (i, step) in steps.iter().enumerate() {
             for (name, target) in [("next", &step.next), ("on_error", &step.on_error)] {
                 if let Some(target) = target
@@ -472,7 +482,10 @@ builtin = { kind = "append_todo", path = "todo.txt" }
     fn a_good_file_resolves_paths_urls_and_expiries() {
         let a = parse(GOOD).unwrap();
         assert_eq!(a.approval_expiry, Duration::from_secs(7200));
-        assert_eq!(a.approval_expiry_for("send_payment"), Duration::from_secs(300));
+        assert_eq!(
+            a.approval_expiry_for("send_payment"),
+            Duration::from_secs(300)
+        );
         assert_eq!(a.approval_expiry_for("todo"), Duration::from_secs(7200));
         assert_eq!(
             a.tool("send_payment").unwrap().builtin,
@@ -486,7 +499,10 @@ builtin = { kind = "append_todo", path = "todo.txt" }
                 path: "/base/todo.txt".into()
             }
         );
-        assert_eq!(a.tool("todo").unwrap().effect_class(), EffectClass::WriteOwn);
+        assert_eq!(
+            a.tool("todo").unwrap().effect_class(),
+            EffectClass::WriteOwn
+        );
         assert_eq!(a.mode, RunMode::Autonomous);
     }
 
@@ -520,9 +536,15 @@ builtin = { kind = "append_todo", path = "todo.txt" }
             "agent.toml: field `name`: `pay ments` must be 1-128 letters, digits, `-`, `_` or `.`"
         );
         let e = error_of(&GOOD.replace("name = \"todo\"", "name = \"send_payment\""));
-        assert!(e.contains("field `tools[1].name`: `send_payment` is declared twice"), "{e}");
+        assert!(
+            e.contains("field `tools[1].name`: `send_payment` is declared twice"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("on_error = \"give_up\"", "on_error = \"nowhere\""));
-        assert!(e.contains("field `model.steps[0].on_error`: no step has the id `nowhere`"), "{e}");
+        assert!(
+            e.contains("field `model.steps[0].on_error`: no step has the id `nowhere`"),
+            "{e}"
+        );
         let e = error_of(&GOOD.replace("${PAY_URL:-http://127.0.0.1:9}", "${UNSET_VAR}"));
         assert!(e.contains("tools[0].builtin.url"), "{e}");
         assert!(e.contains("`UNSET_VAR` is not set"), "{e}");

@@ -122,7 +122,11 @@ pub fn evaluate(tool: Option<&ToolPolicy>, mode: RunMode) -> Verdict {
     } else {
         format!(
             "default: {effect} in a {mode} run {}",
-            if needs { "needs approval" } else { "runs without approval" }
+            if needs {
+                "needs approval"
+            } else {
+                "runs without approval"
+            }
         )
     };
     verdict(needs, rule)
@@ -163,7 +167,10 @@ mod tests {
 
     #[test]
     fn flag_forces_and_lifts_except_for_money() {
-        let forced = evaluate(Some(&tool(EffectClass::Read, Some(true))), RunMode::Autonomous);
+        let forced = evaluate(
+            Some(&tool(EffectClass::Read, Some(true))),
+            RunMode::Autonomous,
+        );
         assert!(forced.needs_approval);
         assert!(forced.rule.contains("requires_approval = true"));
         let lifted = evaluate(
@@ -171,7 +178,10 @@ mod tests {
             RunMode::Autonomous,
         );
         assert!(!lifted.needs_approval);
-        let money = evaluate(Some(&tool(EffectClass::Money, Some(false))), RunMode::UserRequested);
+        let money = evaluate(
+            Some(&tool(EffectClass::Money, Some(false))),
+            RunMode::UserRequested,
+        );
         assert!(money.needs_approval);
         assert!(money.rule.starts_with("money"));
     }

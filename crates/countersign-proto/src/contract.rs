@@ -69,7 +69,10 @@ mod tests {
     #[test]
     fn approval_ids_route_to_their_workflow() {
         assert_eq!(workflow_id_of_approval("run-1~a1b2"), Some("run-1"));
-        assert_eq!(workflow_id_of_approval("run~with~tildes~a1"), Some("run~with~tildes"));
+        assert_eq!(
+            workflow_id_of_approval("run~with~tildes~a1"),
+            Some("run~with~tildes")
+        );
         assert_eq!(workflow_id_of_approval("no-separator"), None);
         assert_eq!(workflow_id_of_approval("~a1"), None);
         assert_eq!(workflow_id_of_approval("run-1~"), None);

@@ -102,7 +102,9 @@ pub async fn run_builtin(
         BuiltinTool::AppendTodo { path } => {
             append_todo(path, string_arg(args, "item")?, &invocation.idempotency_key)
         }
-        BuiltinTool::HttpPost { url } => post_json(http, url, args, &invocation.idempotency_key).await,
+        BuiltinTool::HttpPost { url } => {
+            post_json(http, url, args, &invocation.idempotency_key).await
+        }
         BuiltinTool::PaymentRequest { url } => {
             let to = string_arg(args, "to")?;
             let currency = string_arg(args, "currency")?;
@@ -113,7 +115,9 @@ pub async fn run_builtin(
                 ));
             }
             if to.trim().is_empty() || currency.trim().is_empty() {
-                return Err(ToolError::Refused("`to` and `currency` must not be empty".into()));
+                return Err(ToolError::Refused(
+                    "`to` and `currency` must not be empty".into(),
+                ));
             }
             post_json(http, url, args, &invocation.idempotency_key).await
         }
@@ -143,7 +147,10 @@ fn read_file(root: &Path, relative: &str) -> Result<ToolOutput, ToolError> {
     let mut text = std::fs::read_to_string(&path)
         .map_err(|e| ToolError::Refused(format!("{relative}: {e}")))?;
     if text.len() > MAX_BYTES {
-        let cut = (0..=MAX_BYTES).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=MAX_BYTES)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
         text.truncate(cut);
         text.push_str("\n[truncated]");
     }
@@ -193,7 +200,9 @@ async fn post_json(
     let text = response.text().await.unwrap_or_default();
     let text: String = text.chars().take(4096).collect();
     if status.is_server_error() || status.as_u16() == 429 {
-        return Err(ToolError::Transient(format!("POST {url}: {status}: {text}")));
+        return Err(ToolError::Transient(format!(
+            "POST {url}: {status}: {text}"
+        )));
     }
     if !status.is_success() {
         return Err(ToolError::Refused(format!("POST {url}: {status}: {text}")));

@@ -301,7 +301,11 @@ async fn carry_out(ctx: &WorkflowContext<AgentRun>, plan: &CallPlan) -> Result<T
         }
         Resolution::Denied { reviewer, reason } => ToolOutput::error(format!(
             "denied by {reviewer}: {}. The tool did not run.",
-            if reason.is_empty() { "no reason given" } else { &reason }
+            if reason.is_empty() {
+                "no reason given"
+            } else {
+                &reason
+            }
         )),
         Resolution::Expired => ToolOutput::error(format!(
             "approval expired: nobody decided within {}; the tool did not run.",

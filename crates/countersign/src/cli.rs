@@ -5,7 +5,7 @@
 use crate::output::{approval_line, approval_text, run_text};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use countersign_approvals::{ApproveOptions, Approvals};
+use countersign_approvals::{Approvals, ApproveOptions};
 use countersign_policy::RunMode;
 use countersign_policy::agent::AgentDefinition;
 use countersign_policy::run::AgentRunInput;

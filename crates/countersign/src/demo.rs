@@ -7,7 +7,7 @@ use crate::output::{approval_text, run_text};
 use anyhow::{Context, Result, bail};
 use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
 use clap::Args;
-use countersign_approvals::{ApproveOptions, Approvals};
+use countersign_approvals::{Approvals, ApproveOptions};
 use countersign_policy::agent::AgentDefinition;
 use countersign_policy::run::AgentRunInput;
 use countersign_proto::contract::{SEARCH_ATTRIBUTES, TASK_QUEUE};
@@ -221,7 +221,12 @@ async fn demo(args: &DevArgs, client: temporalio_client::Client, ui: &str) -> Re
     );
 
     let mode = args.decide.clone().unwrap_or_else(|| {
-        if std::io::stdin().is_terminal() { "ask" } else { "approve" }.to_string()
+        if std::io::stdin().is_terminal() {
+            "ask"
+        } else {
+            "approve"
+        }
+        .to_string()
     });
     let reviewer = format!("{requester}@demo");
     let choice = match mode.as_str() {
@@ -241,7 +246,10 @@ async fn demo(args: &DevArgs, client: temporalio_client::Client, ui: &str) -> Re
                     },
                 )
                 .await?;
-            eprintln!("✔ decision taken: {}. The run resumes and the payment runs.", outcome.message);
+            eprintln!(
+                "✔ decision taken: {}. The run resumes and the payment runs.",
+                outcome.message
+            );
         }
         Choice::Deny(reason) => {
             let outcome = approvals
@@ -263,7 +271,9 @@ async fn demo(args: &DevArgs, client: temporalio_client::Client, ui: &str) -> Re
     if state.status() != RunStatus::Completed {
         bail!("the demo run ended as {:?}", state.status());
     }
-    eprintln!("■ run {workflow_id} completed. Web UI: {ui}/namespaces/default/workflows/{workflow_id}");
+    eprintln!(
+        "■ run {workflow_id} completed. Web UI: {ui}/namespaces/default/workflows/{workflow_id}"
+    );
     Ok(())
 }
 
@@ -285,7 +295,9 @@ impl From<&str> for Choice {
 
 fn ask() -> Result<Choice> {
     loop {
-        eprint!("Approve this payment? [a]pprove / [d]eny / [w]ait for a decision from elsewhere: ");
+        eprint!(
+            "Approve this payment? [a]pprove / [d]eny / [w]ait for a decision from elsewhere: "
+        );
         std::io::stderr().flush()?;
         let mut line = String::new();
         if std::io::stdin().lock().read_line(&mut line)? == 0 {
@@ -326,7 +338,10 @@ async fn wait_for_pending(approvals: &Approvals, workflow_id: &str) -> Result<Pe
         if let Ok(state) = &state
             && state.status() != RunStatus::Running
         {
-            bail!("the demo run ended before asking for approval: {:?}", state.status());
+            bail!(
+                "the demo run ended before asking for approval: {:?}",
+                state.status()
+            );
         }
         if Instant::now() > deadline {
             bail!("the demo run did not ask for approval within 60 s");

@@ -137,7 +137,10 @@ impl DevServer {
             match connect(&self.address).await {
                 Ok(client) if namespace_ready(&client).await => return Ok(client),
                 _ if Instant::now() > deadline => {
-                    bail!("the dev server at {} did not come up within {timeout:?}", self.address)
+                    bail!(
+                        "the dev server at {} did not come up within {timeout:?}",
+                        self.address
+                    )
                 }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
@@ -180,16 +183,16 @@ pub async fn connect(address: &str) -> Result<Client> {
     )
     .await
     .with_context(|| format!("connecting to Temporal at {address}"))?;
-    Ok(Client::new(connection, ClientOptions::new("default").build())?)
+    Ok(Client::new(
+        connection,
+        ClientOptions::new("default").build(),
+    )?)
 }
 
 /// Whether the `default` namespace answers visibility queries (so the search
 /// attributes are registered and runs can start).
 pub async fn namespace_ready(client: &Client) -> bool {
-    client
-        .count_workflows("", Default::default())
-        .await
-        .is_ok()
+    client.count_workflows("", Default::default()).await.is_ok()
 }
 
 /// Whether something listens on `address`.

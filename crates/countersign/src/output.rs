@@ -26,14 +26,21 @@ pub fn approval_text(a: &PendingApproval) -> String {
          sha256     {sha}\n\
          arguments  {args}\n",
         id = a.approval_id,
-        state = a.state().as_str_name().trim_start_matches("APPROVAL_STATE_"),
+        state = a
+            .state()
+            .as_str_name()
+            .trim_start_matches("APPROVAL_STATE_"),
         tool = tool.map_or("?", |t| t.name.as_str()),
         kind = tool.map_or("?", |t| t.kind.as_str()),
         effect = a.effect_class,
         rule = a.rule,
         wf = a.workflow_id,
         agent = a.agent,
-        requester = if a.requester.is_empty() { "-" } else { &a.requester },
+        requester = if a.requester.is_empty() {
+            "-"
+        } else {
+            &a.requester
+        },
         request = a.user_request,
         reason = a.model_reason,
         expires = timestamp_text(a.expires_at.as_ref()),
@@ -112,10 +119,22 @@ pub fn run_text(r: &RunState) -> String {
                 "  {} {} {} by {} via {}{}: {}\n",
                 timestamp_text(d.decided_at.as_ref()),
                 what,
-                if d.tool.is_empty() { &d.approval_id } else { &d.tool },
-                if d.reviewer.is_empty() { "-" } else { &d.reviewer },
+                if d.tool.is_empty() {
+                    &d.approval_id
+                } else {
+                    &d.tool
+                },
+                if d.reviewer.is_empty() {
+                    "-"
+                } else {
+                    &d.reviewer
+                },
                 d.channel,
-                if d.reason.is_empty() { String::new() } else { format!(" (\"{}\")", d.reason) },
+                if d.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (\"{}\")", d.reason)
+                },
                 d.message
             ));
         }

@@ -32,8 +32,7 @@ pub(super) fn decode_signal_payload(payload: &RawValue) -> Result<Decision, Reje
             "malformed decision: expected a json/plain payload, got encoding `{encoding}`"
         ));
     }
-    serde_json::from_slice::<Decision>(&first.data)
-        .map_err(|e| format!("malformed decision: {e}"))
+    serde_json::from_slice::<Decision>(&first.data).map_err(|e| format!("malformed decision: {e}"))
 }
 
 impl AgentRun {
@@ -217,7 +216,11 @@ impl AgentRun {
             return;
         }
         approval.state = ApprovalState::Expired as i32;
-        let tool = approval.tool.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+        let tool = approval
+            .tool
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
         self.state.decisions.push(DecisionRecord {
             approval_id: approval_id.to_string(),
             tool,
@@ -259,13 +262,21 @@ impl AgentRun {
     /// What the Temporal Web UI shows as the run's current activity.
     pub(super) fn current_details(&self, open: &[&PendingApproval]) -> String {
         if open.is_empty() {
-            return format!("{}: {}", self.state.agent, self.state.status().as_str_name());
+            return format!(
+                "{}: {}",
+                self.state.agent,
+                self.state.status().as_str_name()
+            );
         }
         let mut text = format!(
             "Waiting for approval ({} open) in agent `{}`, requested by {}:\n",
             open.len(),
             self.state.agent,
-            if self.state.requester.is_empty() { "unknown" } else { &self.state.requester }
+            if self.state.requester.is_empty() {
+                "unknown"
+            } else {
+                &self.state.requester
+            }
         );
         for a in open {
             let tool = a.tool.as_ref().map(|t| t.name.as_str()).unwrap_or("?");
