@@ -181,12 +181,12 @@ impl BuiltinTool {
 #[derive(Debug, thiserror::Error)]
 pub enum AgentFileError {
     /// The file could not be read.
-    #[error("{path}: cannot read the agent file: {source}")]
+    #[error("{path}: cannot read the agent file: {error}")]
     Read {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not chained, so it prints once).
+        error: std::io::Error,
     },
     /// The file is not valid TOML or does not fit the format.
     #[error("{path}: {message}")]
@@ -213,9 +213,9 @@ impl AgentDefinition {
     /// relative to the file's folder, and `${VAR}` / `${VAR:-default}` in
     /// paths and URLs are taken from the environment.
     pub fn from_file(path: &Path) -> Result<Self, AgentFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AgentFileError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| AgentFileError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_toml(&text, path, base, &|name| std::env::var(name).ok())

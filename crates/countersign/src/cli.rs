@@ -185,10 +185,15 @@ async fn run_worker(task_queue: &str) -> Result<()> {
 }
 
 async fn run_command(command: RunCommand) -> Result<()> {
+    // A bad agent file is reported before any connection is attempted.
+    let agent = match &command {
+        RunCommand::Start(args) => Some(AgentDefinition::from_file(&args.agent)?),
+        _ => None,
+    };
     let approvals = Approvals::connect_from_env().await?;
     match command {
         RunCommand::Start(args) => {
-            let agent = AgentDefinition::from_file(&args.agent)?;
+            let agent = agent.expect("parsed above");
             let requester = identity(args.requester, "COUNTERSIGN_REQUESTER", "--requester")?;
             let id = args.id.unwrap_or_else(|| default_run_id(&agent.name));
             let input = AgentRunInput {
