@@ -389,6 +389,137 @@ async fn refused_decisions_say_why_and_change_nothing() -> Result<()> {
     .await
 }
 
+#[tokio::test]
+async fn edited_arguments_must_fit_the_tool() -> Result<()> {
+    let env = TestEnv::new("edit").await?;
+    env.with_worker(async {
+        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let approval = env.pending(&id, 1).await?.remove(0);
+        let bad = env
+            .approvals
+            .approve(
+                &approval.approval_id,
+                "bob",
+                ApproveOptions {
+                    edited_arguments: Some(json!({"to": "acme", "amount": -5, "currency": "EUR"})),
+                    ..Default::default()
+                },
+            )
+            .await;
+        match bad {
+            Err(ApprovalsError::Rejected(m)) => {
+                assert!(
+                    m.contains("edited arguments do not fit the tool `pay`"),
+                    "{m}"
+                );
+                assert!(m.contains("`amount` must be greater than 0"), "{m}");
+            }
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        let outcome = env
+            .approvals
+            .approve(
+                &approval.approval_id,
+                "bob",
+                ApproveOptions {
+                    edited_arguments: Some(json!({"to": "acme", "amount": 60, "currency": "EUR"})),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        assert_eq!(outcome.state(), ApprovalState::ApprovedWithEdits);
+        env.result(&id).await?;
+        let payments = env.sink.received("/payments");
+        assert_eq!(payments.len(), 1);
+        assert_eq!(payments[0].body["amount"], 60);
+        Ok(())
+    })
+    .await
+}
+
+const MISBEHAVING_AGENT: &str = r#"
+name = "t-misbehaving"
+max_turns = 3
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+id = "loop"
+say = "Paying without saying how much."
+calls = [{ tool = "pay", arguments = { to = "acme", currency = "EUR" } }]
+next = "loop"
+
+[[tools]]
+name = "pay"
+builtin = { kind = "payment_request", url = "{sink}/payments" }
+"#;
+
+#[tokio::test]
+async fn calls_that_cannot_run_are_refused_and_loops_end() -> Result<()> {
+    let env = TestEnv::new("misbehaving").await?;
+    env.with_worker(async {
+        let id = env.start(env.agent(MISBEHAVING_AGENT)?, "pay").await?;
+        let error = env
+            .result(&id)
+            .await
+            .expect_err("the run must fail after max_turns");
+        assert!(format!("{error:#}").contains("max_turns"), "{error:#}");
+        let state = env.approvals.run_state(&id).await?;
+        assert_eq!(state.status(), RunStatus::Failed);
+        // Invalid arguments never reached a reviewer, nor the payments API.
+        assert!(state.approvals.is_empty());
+        assert!(env.sink.received("/payments").is_empty());
+        let results: Vec<_> = state
+            .transcript
+            .iter()
+            .filter(|e| e.role == "tool")
+            .collect();
+        assert_eq!(results.len(), 3);
+        assert!(
+            results
+                .iter()
+                .all(|r| r.is_error && r.content.contains("argument `amount` is required"))
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_cancelled_run_closes_its_approvals() -> Result<()> {
+    let env = TestEnv::new("cancel").await?;
+    env.with_worker(async {
+        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let approval = env.pending(&id, 1).await?.remove(0);
+        env.client
+            .get_workflow_handle::<countersign_approvals::AgentRunWorkflow>(&id)
+            .cancel(Default::default())
+            .await?;
+        let error = env
+            .result(&id)
+            .await
+            .expect_err("a cancelled run has no result");
+        assert!(
+            format!("{error:#}").to_lowercase().contains("cancel"),
+            "{error:#}"
+        );
+        let state = env.approvals.run_state(&id).await?;
+        assert_eq!(state.status(), RunStatus::Cancelled);
+        assert_eq!(state_of(approval_of(&state, "pay")), ApprovalState::Expired);
+        assert!(env.approvals.pending_of_run(&id).await?.is_empty());
+        let late = env
+            .approvals
+            .approve(&approval.approval_id, "bob", Default::default())
+            .await;
+        assert!(late.is_err(), "{late:?}");
+        assert!(env.sink.received("/payments").is_empty());
+        let history = env.record_history(&id, "cancel").await?;
+        replay(&history).await
+    })
+    .await
+}
+
 /// Replays a history against the current workflow code.
 pub async fn replay(history_json: &[u8]) -> Result<()> {
     use temporalio_client::WorkflowHistory;

@@ -31,6 +31,10 @@ pub struct AgentDefinition {
     /// How long a gated call waits for a decision before it expires (fail-closed).
     #[serde(default = "default_expiry", with = "duration_text")]
     pub approval_expiry: Duration,
+    /// The most model turns a run may take; past it the run fails instead of
+    /// looping forever.
+    #[serde(default = "default_max_turns")]
+    pub max_turns: u32,
     /// The model that drives the agent.
     pub model: ModelConfig,
     /// The tools the agent may call.
@@ -40,6 +44,13 @@ pub struct AgentDefinition {
 
 fn default_expiry() -> Duration {
     DEFAULT_APPROVAL_EXPIRY
+}
+
+/// How many model turns a run may take when the agent file does not say.
+pub const DEFAULT_MAX_TURNS: u32 = 25;
+
+fn default_max_turns() -> u32 {
+    DEFAULT_MAX_TURNS
 }
 
 /// The model provider and its settings.
@@ -283,6 +294,9 @@ impl AgentDefinition {
         }
         if self.approval_expiry.is_zero() {
             return Err(("approval_expiry".into(), "must be longer than zero".into()));
+        }
+        if self.max_turns == 0 {
+            return Err(("max_turns".into(), "must be at least 1".into()));
         }
         let mut seen = std::collections::HashSet::new();
         for (i, tool) in self.tools.iter().enumerate() {

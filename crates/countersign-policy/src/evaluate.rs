@@ -121,7 +121,7 @@ pub fn evaluate(tool: Option<&ToolPolicy>, mode: RunMode) -> Verdict {
         "unknown tool: treated as write_external, needs approval".to_string()
     } else {
         format!(
-            "default: {effect} in a {mode} run {}",
+            "default: {effect} in a run that is {mode} {}",
             if needs {
                 "needs approval"
             } else {

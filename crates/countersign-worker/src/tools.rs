@@ -91,6 +91,43 @@ pub fn arguments_schema(tool: &BuiltinTool) -> Value {
     }
 }
 
+/// Checks arguments against a tool's schema (the subset the built-in schemas
+/// use: an object, `required`, property `type`s and `exclusiveMinimum`).
+/// Returns what is wrong, in words for the model or the reviewer.
+pub fn check_arguments(tool: &BuiltinTool, arguments: &Value) -> Result<(), String> {
+    let schema = arguments_schema(tool);
+    let Some(args) = arguments.as_object() else {
+        return Err("arguments must be a JSON object".into());
+    };
+    for name in schema["required"].as_array().into_iter().flatten() {
+        let name = name.as_str().unwrap_or_default();
+        if !args.contains_key(name) {
+            return Err(format!("argument `{name}` is required"));
+        }
+    }
+    let properties = schema["properties"].as_object();
+    for (name, value) in args {
+        let Some(spec) = properties.and_then(|p| p.get(name)) else {
+            continue;
+        };
+        let expected = spec["type"].as_str().unwrap_or_default();
+        let fits = match expected {
+            "string" => value.is_string(),
+            "number" => value.is_number(),
+            _ => true,
+        };
+        if !fits {
+            return Err(format!("argument `{name}` must be a {expected}"));
+        }
+        if let (Some(min), Some(v)) = (spec["exclusiveMinimum"].as_f64(), value.as_f64())
+            && v <= min
+        {
+            return Err(format!("argument `{name}` must be greater than {min}"));
+        }
+    }
+    Ok(())
+}
+
 /// Runs a built-in tool.
 pub async fn run_builtin(
     http: &reqwest::Client,
@@ -224,6 +261,32 @@ mod tests {
         assert_eq!(read_file(&root, "a.txt").unwrap().content, "hello");
         let err = read_file(&root, "../secret.txt").unwrap_err().to_string();
         assert!(err.contains("outside"), "{err}");
+    }
+
+    #[test]
+    fn arguments_are_checked_against_the_schema() {
+        let pay = BuiltinTool::PaymentRequest {
+            url: "http://x".into(),
+        };
+        assert!(check_arguments(&pay, &json!({"to": "a", "amount": 5, "currency": "EUR"})).is_ok());
+        assert_eq!(
+            check_arguments(&pay, &json!({"to": "a", "currency": "EUR"})).unwrap_err(),
+            "argument `amount` is required"
+        );
+        assert_eq!(
+            check_arguments(&pay, &json!({"to": "a", "amount": "5", "currency": "EUR"}))
+                .unwrap_err(),
+            "argument `amount` must be a number"
+        );
+        assert_eq!(
+            check_arguments(&pay, &json!({"to": "a", "amount": 0, "currency": "EUR"})).unwrap_err(),
+            "argument `amount` must be greater than 0"
+        );
+        assert!(check_arguments(&pay, &json!([1])).is_err());
+        let post = BuiltinTool::HttpPost {
+            url: "http://x".into(),
+        };
+        assert!(check_arguments(&post, &json!({"anything": [1, 2]})).is_ok());
     }
 
     #[test]

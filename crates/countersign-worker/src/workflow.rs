@@ -10,7 +10,7 @@ mod decisions;
 
 use crate::activities::CountersignActivities;
 use crate::model::{ModelTurn, ModelTurnRequest, RequestedCall};
-use crate::tools::{ToolInvocation, ToolOutput};
+use crate::tools::{ToolInvocation, ToolOutput, check_arguments};
 use countersign_policy::agent::AgentDefinition;
 use countersign_policy::run::AgentRunInput;
 use countersign_policy::{RunMode, evaluate};
@@ -46,6 +46,18 @@ const SA_REQUESTER: SearchAttributeKey<String> =
 pub struct AgentRun {
     input: AgentRunInput,
     state: RunState,
+    /// What was last mirrored into search attributes and current details:
+    /// each upsert is a history event, so unchanged values are not re-sent.
+    published: Option<Published>,
+}
+
+/// The operator-visible mirror of the run's state.
+#[derive(Clone, PartialEq)]
+struct Published {
+    status: RunStatus,
+    pending_tools: Vec<String>,
+    approval_ids: Vec<String>,
+    details: String,
 }
 
 /// What a tool call turned into once the policy (and maybe a reviewer) spoke.
@@ -54,7 +66,13 @@ enum CallPlan {
     Run(RequestedCall),
     /// Waits for the decision on this approval.
     Gated(RequestedCall, String),
+    /// Cannot run as asked (e.g. arguments that do not fit the tool): the
+    /// model gets this error without bothering a reviewer.
+    Refused(RequestedCall, String),
 }
+
+/// The run was cancelled while a call waited.
+struct Cancelled;
 
 /// How a gated call ended.
 enum Resolution {
@@ -82,7 +100,11 @@ impl AgentRun {
             conversation_id,
             ..Default::default()
         };
-        Self { input, state }
+        Self {
+            input,
+            state,
+            published: None,
+        }
     }
 
     /// The agent loop: model turn, tool calls (gated ones wait), repeat until
@@ -98,27 +120,28 @@ impl AgentRun {
             })
         });
         publish(ctx);
-        loop {
+        let max_turns = ctx.state(|s| s.input.agent.max_turns);
+        for _ in 0..max_turns {
             let request = ctx.state(|s| ModelTurnRequest {
                 model: s.input.agent.model.clone(),
                 instructions: s.input.agent.instructions.clone(),
                 transcript: s.state.transcript.clone(),
             });
-            let turn = match ctx
+            let turn = ctx
                 .execute_activity(
                     CountersignActivities::model_turn,
                     request,
                     model_activity_options(),
                 )
-                .await
-            {
-                Ok(turn) => turn,
-                Err(e) => return finish_failed(ctx, format!("model turn failed: {e}")),
-            };
+                .await;
             let ModelTurn {
                 content,
                 tool_calls,
-            } = turn;
+            } = match turn {
+                Ok(turn) => turn,
+                Err(_) if is_cancelled(ctx) => return finish_cancelled(ctx),
+                Err(e) => return finish_failed(ctx, format!("model turn failed: {e}")),
+            };
             ctx.state_mut(|s| {
                 s.state
                     .transcript
@@ -136,15 +159,11 @@ impl AgentRun {
             let plans = plan_calls(ctx, &content, tool_calls);
             publish(ctx);
             let outputs = join_all(plans.iter().map(|plan| carry_out(ctx, plan))).await;
-            if let Some(cancelled) = outputs.iter().find_map(|o| o.as_ref().err()) {
-                let _ = cancelled;
-                ctx.state_mut(|s| s.state.status = RunStatus::Cancelled as i32);
-                publish(ctx);
-                return Err(WorkflowTermination::cancelled());
+            if is_cancelled(ctx) || outputs.iter().any(Result::is_err) {
+                return finish_cancelled(ctx);
             }
             ctx.state_mut(|s| {
-                for (plan, output) in plans.iter().zip(outputs) {
-                    let output = output.unwrap_or_else(|_| ToolOutput::error("cancelled"));
+                for (plan, output) in plans.iter().zip(outputs.into_iter().flatten()) {
                     s.state.transcript.push(TranscriptEntry {
                         role: "tool".into(),
                         content: output.content,
@@ -156,6 +175,10 @@ impl AgentRun {
             });
             publish(ctx);
         }
+        finish_failed(
+            ctx,
+            format!("the agent took {max_turns} model turns without finishing (max_turns)"),
+        )
     }
 
     /// Rejects, without a history event, a decision the run cannot take.
@@ -210,7 +233,7 @@ impl AgentRun {
 impl CallPlan {
     fn call(&self) -> &RequestedCall {
         match self {
-            CallPlan::Run(call) | CallPlan::Gated(call, _) => call,
+            CallPlan::Run(call) | CallPlan::Gated(call, _) | CallPlan::Refused(call, _) => call,
         }
     }
 }
@@ -229,6 +252,17 @@ fn plan_calls(
             let (agent, mode): (AgentDefinition, RunMode) =
                 ctx.state(|s| (s.input.agent.clone(), s.input.effective_mode()));
             let tool = agent.tool(&call.name);
+            if !call.arguments.is_object() {
+                return CallPlan::Refused(call, "arguments must be a JSON object".into());
+            }
+            if let Some(problem) =
+                tool.and_then(|t| check_arguments(&t.builtin, &call.arguments).err())
+            {
+                return CallPlan::Refused(
+                    call,
+                    format!("invalid arguments: {problem}; the tool did not run."),
+                );
+            }
             let verdict = evaluate(tool.map(|t| t.policy()).as_ref(), mode);
             if !verdict.needs_approval {
                 return CallPlan::Run(call);
@@ -270,10 +304,18 @@ fn plan_calls(
         .collect()
 }
 
-/// Runs one planned call to its tool result. `Err` only when the run is cancelled.
-async fn carry_out(ctx: &WorkflowContext<AgentRun>, plan: &CallPlan) -> Result<ToolOutput, ()> {
+/// Runs one planned call to its tool result.
+async fn carry_out(
+    ctx: &WorkflowContext<AgentRun>,
+    plan: &CallPlan,
+) -> Result<ToolOutput, Cancelled> {
     let (call, approval_id) = match plan {
-        CallPlan::Run(call) => return Ok(execute_tool(ctx, call, &call.arguments, &call.id).await),
+        CallPlan::Run(call) => {
+            // Unique across runs: external systems deduplicate on it.
+            let key = format!("{}/{}", ctx.workflow_id(), call.id);
+            return Ok(execute_tool(ctx, call, &call.arguments, &key).await);
+        }
+        CallPlan::Refused(_, problem) => return Ok(ToolOutput::error(problem.clone())),
         CallPlan::Gated(call, approval_id) => (call, approval_id),
     };
     let expiry = ctx.state(|s| s.input.agent.approval_expiry_for(&call.name));
@@ -283,7 +325,7 @@ async fn carry_out(ctx: &WorkflowContext<AgentRun>, plan: &CallPlan) -> Result<T
         outcome = decided => {
             timer.cancel();
             if outcome.is_err() {
-                return Err(());
+                return Err(Cancelled);
             }
             false
         }
@@ -343,37 +385,62 @@ fn finish_failed(ctx: &WorkflowContext<AgentRun>, message: String) -> WorkflowRe
     Err(ApplicationFailure::non_retryable(message).into())
 }
 
+fn is_cancelled(ctx: &WorkflowContext<AgentRun>) -> bool {
+    ctx.cancellation_token().is_cancelled()
+}
+
+/// Ends a cancelled run. Approvals still open end as expired: nobody may
+/// approve a call of a run that is gone.
+fn finish_cancelled(ctx: &WorkflowContext<AgentRun>) -> WorkflowResult<RunState> {
+    let now = ctx.workflow_time();
+    ctx.state_mut(|s| {
+        let open: Vec<String> = s.open_approvals().map(|a| a.approval_id.clone()).collect();
+        for id in open {
+            s.expire(&id, now);
+        }
+        s.state.status = RunStatus::Cancelled as i32;
+    });
+    publish(ctx);
+    Err(WorkflowTermination::cancelled())
+}
+
 /// Mirrors the run's state into search attributes and the Web UI's
 /// "current details", so operators can find and understand waiting runs.
+/// Only changes are sent: each upsert is a history event.
 fn publish(ctx: &WorkflowContext<AgentRun>) {
-    let (status, tools, ids, agent, requester, details) = ctx.state(|s| {
+    let (next, first) = ctx.state(|s| {
         let open: Vec<&PendingApproval> = s.open_approvals().collect();
         let status = match s.state.status() {
             RunStatus::Running if !open.is_empty() => RunStatus::AwaitingApproval,
             other => other,
         };
-        let tools: Vec<String> = open
-            .iter()
-            .filter_map(|a| a.tool.as_ref().map(|t| t.name.clone()))
-            .collect();
-        let ids: Vec<String> = open.iter().map(|a| a.approval_id.clone()).collect();
-        (
+        let next = Published {
             status,
-            tools,
-            ids,
-            s.state.agent.clone(),
-            s.state.requester.clone(),
-            s.current_details(&open),
-        )
+            pending_tools: open
+                .iter()
+                .filter_map(|a| a.tool.as_ref().map(|t| t.name.clone()))
+                .collect(),
+            approval_ids: open.iter().map(|a| a.approval_id.clone()).collect(),
+            details: s.current_details(&open),
+        };
+        (next, s.published.is_none())
     });
-    ctx.upsert_search_attributes([
-        SA_STATUS.value_set(contract::status_keyword(status).to_string()),
-        SA_PENDING_TOOLS.value_set(tools),
-        SA_APPROVAL_IDS.value_set(ids),
-        SA_AGENT.value_set(agent),
-        SA_REQUESTER.value_set(requester),
-    ]);
-    ctx.set_current_details(details);
+    if ctx.state(|s| s.published.as_ref() == Some(&next)) {
+        return;
+    }
+    let mut updates = vec![
+        SA_STATUS.value_set(contract::status_keyword(next.status).to_string()),
+        SA_PENDING_TOOLS.value_set(next.pending_tools.clone()),
+        SA_APPROVAL_IDS.value_set(next.approval_ids.clone()),
+    ];
+    if first {
+        let (agent, requester) = ctx.state(|s| (s.state.agent.clone(), s.state.requester.clone()));
+        updates.push(SA_AGENT.value_set(agent));
+        updates.push(SA_REQUESTER.value_set(requester));
+    }
+    ctx.upsert_search_attributes(updates);
+    ctx.set_current_details(next.details.clone());
+    ctx.state_mut(|s| s.published = Some(next));
 }
 
 fn assistant_entry(content: &str, calls: &[RequestedCall]) -> TranscriptEntry {

@@ -179,8 +179,20 @@ async fn run_worker(task_queue: &str) -> Result<()> {
     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())
         .context("starting the Temporal runtime")?;
     let mut worker = countersign_worker::build_worker(&runtime, client, task_queue)?;
+    let shutdown = worker.shutdown_handle();
+    let run = worker.run();
+    tokio::pin!(run);
     eprintln!("countersign worker polling task queue `{task_queue}`");
-    worker.run().await.context("the worker stopped")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = &mut run => return result.context("the worker stopped"),
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    // Finish in-flight tasks; waiting runs lose nothing (they live in Temporal).
+    eprintln!("shutting down the worker");
+    shutdown();
+    run.await.context("the worker stopped")?;
     Ok(())
 }
 

