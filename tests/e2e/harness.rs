@@ -38,6 +38,7 @@ pub fn server_address() -> &'static str {
                     ui_port: None,
                     db_file: None,
                     log_file: None,
+                    tuned: true,
                 })
                 .await
             });

@@ -1,10 +1,11 @@
 //! Built-in tools: one per effect class, each with a side effect that can be
 //! observed outside the worker (a file, an HTTP request).
 //!
-//! Every invocation carries an idempotency key (the approval id, or the tool
-//! call id for ungated calls): HTTP tools send it as `Idempotency-Key`, the
-//! todo list refuses to append an item twice under the same key, so an
-//! activity retried after a worker crash does not repeat the effect.
+//! Every invocation carries an idempotency key (the approval id, or
+//! `<run id>/<tool call id>` for ungated calls): HTTP tools send it as
+//! `Idempotency-Key`, the todo list refuses to append an item twice under the
+//! same key, so an activity retried after a worker crash does not repeat the
+//! effect.
 
 use countersign_policy::agent::{BuiltinTool, ToolDefinition};
 use serde::{Deserialize, Serialize};

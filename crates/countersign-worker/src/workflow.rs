@@ -311,8 +311,9 @@ async fn carry_out(
 ) -> Result<ToolOutput, Cancelled> {
     let (call, approval_id) = match plan {
         CallPlan::Run(call) => {
-            // Unique across runs: external systems deduplicate on it.
-            let key = format!("{}/{}", ctx.workflow_id(), call.id);
+            // Unique across runs (even runs reusing a workflow id): external
+            // systems deduplicate on it.
+            let key = format!("{}/{}", ctx.run_id(), call.id);
             return Ok(execute_tool(ctx, call, &call.arguments, &key).await);
         }
         CallPlan::Refused(_, problem) => return Ok(ToolOutput::error(problem.clone())),

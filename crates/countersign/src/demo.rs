@@ -91,6 +91,7 @@ pub async fn dev(args: DevArgs) -> Result<()> {
             ui_port: Some(args.ui_port),
             db_file: Some(db),
             log_file: Some(args.state_dir.join("temporal.log")),
+            tuned: true,
         })
         .await?;
         (Some(server), client)

@@ -53,6 +53,8 @@ pub struct DevServerOptions {
     pub db_file: Option<PathBuf>,
     /// Where the server's output goes; `None` discards it.
     pub log_file: Option<PathBuf>,
+    /// Pass [`DYNAMIC_CONFIG`] (always, except to measure the default).
+    pub tuned: bool,
 }
 
 /// The arguments of `temporal server start-dev` for these options.
@@ -77,8 +79,10 @@ pub fn start_dev_args(options: &DevServerOptions) -> Vec<String> {
     for (name, kind) in SEARCH_ATTRIBUTES {
         args.extend(["--search-attribute".into(), format!("{name}={kind}")]);
     }
-    for value in DYNAMIC_CONFIG {
-        args.extend(["--dynamic-config-value".into(), value.into()]);
+    if options.tuned {
+        for value in DYNAMIC_CONFIG {
+            args.extend(["--dynamic-config-value".into(), value.into()]);
+        }
     }
     args
 }
