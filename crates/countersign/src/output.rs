@@ -98,7 +98,8 @@ pub fn run_text(r: &RunState) -> String {
                 "  tool {}{}: {}\n",
                 e.tool_call_id,
                 if e.is_error { " (error)" } else { "" },
-                e.content
+                // Keep multi-line results inside the transcript's indentation.
+                e.content.trim_end().replace('\n', "\n      ")
             )),
             role => out.push_str(&format!("  {role}: {}\n", e.content)),
         }

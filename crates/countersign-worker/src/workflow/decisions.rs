@@ -159,53 +159,39 @@ impl AgentRun {
             edited_arguments: d.edited_arguments.clone(),
             ..Default::default()
         };
-        let outcome = match self.check_decision(&d) {
+        let (accepted, state, message) = match self.check_decision(&d) {
             Err(rejection) => {
                 let current = self
                     .approval(&d.approval_id)
                     .map_or(ApprovalState::Unspecified, |a| a.state());
-                record.accepted = false;
-                record.message = rejection.clone();
-                record.resulting_state = current as i32;
-                DecisionOutcome {
-                    accepted: false,
-                    state: current as i32,
-                    message: rejection,
-                    approval_id: d.approval_id.clone(),
-                }
+                (false, current, rejection)
             }
             Ok(_) => {
-                let new_state = match (d.kind(), d.edited_arguments.is_some()) {
-                    (DecisionKind::Deny, _) => ApprovalState::Denied,
-                    (_, true) => ApprovalState::ApprovedWithEdits,
-                    (_, false) => ApprovalState::Approved,
+                let (new_state, verb) = match (d.kind(), d.edited_arguments.is_some()) {
+                    (DecisionKind::Deny, _) => (ApprovalState::Denied, "denied"),
+                    (_, true) => (
+                        ApprovalState::ApprovedWithEdits,
+                        "approved with edited arguments",
+                    ),
+                    (_, false) => (ApprovalState::Approved, "approved"),
                 };
-                let approval = self
-                    .approval_mut(&d.approval_id)
-                    .expect("checked above: the approval exists");
-                approval.state = new_state as i32;
-                if new_state != ApprovalState::Denied {
-                    approval.approvals_given.push(d.reviewer.clone());
+                if let Some(approval) = self.approval_mut(&d.approval_id) {
+                    approval.state = new_state as i32;
+                    if new_state != ApprovalState::Denied {
+                        approval.approvals_given.push(d.reviewer.clone());
+                    }
                 }
-                let message = format!(
-                    "{} by {}",
-                    match new_state {
-                        ApprovalState::Denied => "denied",
-                        ApprovalState::ApprovedWithEdits => "approved with edited arguments",
-                        _ => "approved",
-                    },
-                    d.reviewer
-                );
-                record.accepted = true;
-                record.message = message.clone();
-                record.resulting_state = new_state as i32;
-                DecisionOutcome {
-                    accepted: true,
-                    state: new_state as i32,
-                    message,
-                    approval_id: d.approval_id.clone(),
-                }
+                (true, new_state, format!("{verb} by {}", d.reviewer))
             }
+        };
+        record.accepted = accepted;
+        record.message = message.clone();
+        record.resulting_state = state as i32;
+        let outcome = DecisionOutcome {
+            accepted,
+            state: state as i32,
+            message,
+            approval_id: d.approval_id.clone(),
         };
         self.state.decisions.push(record);
         outcome
