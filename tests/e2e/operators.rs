@@ -109,6 +109,13 @@ async fn cli_lists_shows_and_decides_approvals() -> Result<()> {
             })
             .await?;
         assert_eq!(listed.tool.as_ref().unwrap().name, "pay");
+        let out = countersign(&["run", "list", "--status", "AwaitingApproval", "--json"]).await?;
+        let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)?;
+        let row = rows
+            .iter()
+            .find(|r| r["workflowId"] == id.as_str())
+            .expect("the waiting run is listed");
+        assert_eq!(row["pendingTools"], json!(["pay"]));
         assert_eq!(listed.workflow_id, id);
         assert_eq!(listed.conversation_id, id);
         assert_eq!(listed.requester, "alice@example.com");
@@ -165,6 +172,17 @@ async fn cli_lists_shows_and_decides_approvals() -> Result<()> {
 
         let state = env.result(&id).await?;
         assert!(env.sink.received("/payments").is_empty());
+        let completed = wait_for("the run listed as Completed", || async {
+            let out = countersign(&["run", "list", "--status", "Completed", "--json"])
+                .await
+                .ok()?;
+            let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+            rows.into_iter().find(|r| r["workflowId"] == id.as_str())
+        })
+        .await?;
+        assert_eq!(completed["agent"], "t-pay");
+        assert_eq!(completed["requester"], "alice@example.com");
+        assert_eq!(completed["pendingTools"], json!([]));
         let out = countersign(&["run", "show", &id]).await?;
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(text.contains("COMPLETED"), "{text}");
@@ -254,6 +272,45 @@ async fn stored_histories_replay_on_current_code() -> Result<()> {
             "missing history {expected}: {replayed:?}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn countersign_dev_reuses_a_listening_server() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = server_address().rsplit(':').next().unwrap().to_string();
+    let state_dir = dir.path().join("state");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args([
+            "dev",
+            "--exit-after-demo",
+            "--decide",
+            "approve",
+            "--port",
+            &port,
+        ])
+        .arg("--state-dir")
+        .arg(&state_dir)
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("reusing the Temporal server already listening"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("starting Temporal dev server"), "{stderr}");
+    assert!(stderr.contains("approved by"), "{stderr}");
+    assert!(
+        stderr.contains("payments API received 1 payment request(s)"),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("COMPLETED"));
+    assert!(
+        !state_dir.join("temporal.db").exists(),
+        "a second server was started"
+    );
     Ok(())
 }
 
