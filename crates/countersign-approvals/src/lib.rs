@@ -16,7 +16,10 @@ pub use contract::{
 pub use error::ApprovalsError;
 
 use countersign_policy::run::AgentRunInput;
-use countersign_proto::contract::{SA_STATUS, TASK_QUEUE, workflow_id_of_approval};
+use countersign_proto::contract::{
+    SA_AGENT, SA_PENDING_TOOLS, SA_REQUESTER, SA_STATUS, TASK_QUEUE, WORKFLOW_TYPE,
+    workflow_id_of_approval,
+};
 use countersign_proto::{
     Decision, DecisionKind, DecisionOutcome, DecisionScope, PendingApproval, RunState,
     json_to_struct,
@@ -28,6 +31,7 @@ use temporalio_client::{
     WorkflowHandle, WorkflowListOptions, WorkflowQueryOptions, WorkflowSignalOptions,
     WorkflowStartOptions, envconfig::LoadClientConfigProfileOptions,
 };
+use temporalio_common::search_attributes::SearchAttributeKey;
 
 /// A run as listed by `run list`.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,43 +162,41 @@ impl Approvals {
             .map_err(|e| error::from_query(e, workflow_id))
     }
 
-    /// Lists runs, newest first, optionally only those with a `CountersignStatus`.
-    pub async fn list_runs(&self, status: Option<&str>) -> Result<Vec<RunSummary>, ApprovalsError> {
-        let mut query = format!(
-            "WorkflowType = '{}'",
-            countersign_proto::contract::WORKFLOW_TYPE
-        );
+    /// Lists runs, newest first, optionally only those with a
+    /// `CountersignStatus`, at most `limit` of them (`None`: all).
+    pub async fn list_runs(
+        &self,
+        status: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<RunSummary>, ApprovalsError> {
+        let mut query = format!("WorkflowType = '{WORKFLOW_TYPE}'");
         if let Some(status) = status {
+            // Status names are plain words; quotes would end the literal.
             query.push_str(&format!(
                 " AND {SA_STATUS} = '{}'",
                 status.replace('\'', "")
             ));
         }
-        let mut stream = self
-            .client
-            .list_workflows(query, WorkflowListOptions::default());
+        let options = WorkflowListOptions::builder().maybe_limit(limit).build();
+        let mut stream = self.client.list_workflows(query, options);
         let mut runs = Vec::new();
         while let Some(execution) = stream.next().await {
             let execution =
                 execution.map_err(|e| ApprovalsError::Temporal(format!("listing runs: {e}")))?;
             let attrs = execution.search_attributes();
-            let get = |name: &'static str| {
+            let keyword = |name: &'static str| {
                 attrs
-                    .get(&temporalio_common::search_attributes::SearchAttributeKey::<
-                        String,
-                    >::keyword(name))
+                    .get(&SearchAttributeKey::<String>::keyword(name))
                     .unwrap_or_default()
             };
             runs.push(RunSummary {
                 workflow_id: execution.id().to_string(),
-                status: get(SA_STATUS),
-                agent: get(countersign_proto::contract::SA_AGENT),
-                requester: get(countersign_proto::contract::SA_REQUESTER),
+                status: keyword(SA_STATUS),
+                agent: keyword(SA_AGENT),
+                requester: keyword(SA_REQUESTER),
                 pending_tools: attrs
-                    .get(&temporalio_common::search_attributes::SearchAttributeKey::<
-                        Vec<String>,
-                    >::keyword_list(
-                        countersign_proto::contract::SA_PENDING_TOOLS
+                    .get(&SearchAttributeKey::<Vec<String>>::keyword_list(
+                        SA_PENDING_TOOLS,
                     ))
                     .unwrap_or_default(),
             });
@@ -208,7 +210,7 @@ impl Approvals {
     /// are queried concurrently; a run that does not answer (no worker, say)
     /// is reported in [`PendingListing::unreachable`] instead of failing the list.
     pub async fn list_pending(&self) -> Result<PendingListing, ApprovalsError> {
-        let runs = self.list_runs(Some("AwaitingApproval")).await?;
+        let runs = self.list_runs(Some("AwaitingApproval"), None).await?;
         let answers = futures::future::join_all(runs.iter().map(|run| async move {
             let answer = tokio_timeout(QUERY_TIMEOUT, self.pending_of_run(&run.workflow_id)).await;
             (run.workflow_id.clone(), answer)

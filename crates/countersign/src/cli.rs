@@ -60,6 +60,9 @@ enum RunCommand {
         /// Only runs with this CountersignStatus (Running, AwaitingApproval, Completed, Failed, Cancelled).
         #[arg(long)]
         status: Option<String>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
         /// Print a JSON array.
         #[arg(long)]
         json: bool,
@@ -240,8 +243,12 @@ async fn run_command(command: RunCommand) -> Result<()> {
                 print!("{}", run_text(&state));
             }
         }
-        RunCommand::List { status, json } => {
-            let runs = approvals.list_runs(status.as_deref()).await?;
+        RunCommand::List {
+            status,
+            limit,
+            json,
+        } => {
+            let runs = approvals.list_runs(status.as_deref(), Some(limit)).await?;
             if json {
                 let rows: Vec<_> = runs
                     .iter()
