@@ -7,9 +7,25 @@ use countersign_approvals::{ApprovalsError, ApproveOptions};
 use countersign_proto::{ApprovalState, RunStatus};
 use serde_json::json;
 
-/// Pays an invoice (money: always gated); on an error result, notifies the
-/// team instead (write_external, lifted by the flag) and finishes.
-pub const PAY_AGENT: &str = r#"
+/// The tools of the test agents: `pay` (money: always gated) and `notify`
+/// (write_external, lifted by the flag), both posting to the test's sink.
+const SINK_TOOLS: &str = r#"
+[[tools]]
+name = "pay"
+builtin = { kind = "payment_request", url = "{sink}/payments" }
+
+[[tools]]
+name = "notify"
+requires_approval = false
+builtin = { kind = "http_post", url = "{sink}/notify" }
+"#;
+
+/// Pays an invoice; on an error result, notifies the team instead and finishes.
+pub fn pay_agent() -> String {
+    format!("{PAY_STEPS}{SINK_TOOLS}")
+}
+
+const PAY_STEPS: &str = r#"
 name = "t-pay"
 approval_expiry = "1h"
 
@@ -31,22 +47,13 @@ calls = [{ tool = "notify", arguments = { text = "invoice 7 not paid" } }]
 
 [[model.steps]]
 say = "Done: the team knows invoice 7 is unpaid."
-
-[[tools]]
-name = "pay"
-builtin = { kind = "payment_request", url = "{sink}/payments" }
-
-[[tools]]
-name = "notify"
-requires_approval = false
-builtin = { kind = "http_post", url = "{sink}/notify" }
 "#;
 
 #[tokio::test]
 async fn approved_call_runs_once_after_the_decision() -> Result<()> {
     let env = TestEnv::new("approve").await?;
     env.with_worker(async {
-        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let id = env.start(env.agent(&pay_agent())?, "pay invoice 7").await?;
         let pending = env.pending(&id, 1).await?;
         let approval = &pending[0];
         assert_eq!(approval.tool.as_ref().unwrap().name, "pay");
@@ -117,7 +124,7 @@ async fn approved_call_runs_once_after_the_decision() -> Result<()> {
 async fn denied_call_never_runs_and_the_model_sees_the_reason() -> Result<()> {
     let env = TestEnv::new("deny").await?;
     env.with_worker(async {
-        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let id = env.start(env.agent(&pay_agent())?, "pay invoice 7").await?;
         let approval = env.pending(&id, 1).await?.remove(0);
         let outcome = env
             .approvals
@@ -171,8 +178,8 @@ async fn denied_call_never_runs_and_the_model_sees_the_reason() -> Result<()> {
 async fn unanswered_approval_expires_fail_closed() -> Result<()> {
     let env = TestEnv::new("expire").await?;
     env.with_worker(async {
-        let agent =
-            env.agent(&PAY_AGENT.replace("approval_expiry = \"1h\"", "approval_expiry = \"1s\""))?;
+        let agent = env
+            .agent(&pay_agent().replace("approval_expiry = \"1h\"", "approval_expiry = \"1s\""))?;
         let id = env.start(agent, "pay invoice 7").await?;
         let state = env.result(&id).await?;
         assert_eq!(state.status(), RunStatus::Completed);
@@ -220,7 +227,7 @@ async fn unanswered_approval_expires_fail_closed() -> Result<()> {
     .await
 }
 
-const PARALLEL_AGENT: &str = r#"
+const PARALLEL_STEPS: &str = r#"
 name = "t-parallel"
 
 [model]
@@ -236,22 +243,18 @@ calls = [
 
 [[model.steps]]
 say = "Done."
-
-[[tools]]
-name = "pay"
-builtin = { kind = "payment_request", url = "{sink}/payments" }
-
-[[tools]]
-name = "notify"
-requires_approval = false
-builtin = { kind = "http_post", url = "{sink}/notify" }
 "#;
 
 #[tokio::test]
 async fn parallel_calls_are_independent() -> Result<()> {
     let env = TestEnv::new("parallel").await?;
     env.with_worker(async {
-        let id = env.start(env.agent(PARALLEL_AGENT)?, "pay both").await?;
+        let id = env
+            .start(
+                env.agent(&format!("{PARALLEL_STEPS}{SINK_TOOLS}"))?,
+                "pay both",
+            )
+            .await?;
         let pending = env.pending(&id, 2).await?;
         // The ungated call ran while both payments wait.
         wait_for("the ungated notify call", || async {
@@ -299,7 +302,7 @@ async fn parallel_calls_are_independent() -> Result<()> {
 async fn refused_decisions_say_why_and_change_nothing() -> Result<()> {
     let env = TestEnv::new("refused").await?;
     env.with_worker(async {
-        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let id = env.start(env.agent(&pay_agent())?, "pay invoice 7").await?;
         let approval = env.pending(&id, 1).await?.remove(0);
 
         let stale = env
@@ -393,7 +396,7 @@ async fn refused_decisions_say_why_and_change_nothing() -> Result<()> {
 async fn edited_arguments_must_fit_the_tool() -> Result<()> {
     let env = TestEnv::new("edit").await?;
     env.with_worker(async {
-        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let id = env.start(env.agent(&pay_agent())?, "pay invoice 7").await?;
         let approval = env.pending(&id, 1).await?.remove(0);
         let bad = env
             .approvals
@@ -490,7 +493,7 @@ async fn calls_that_cannot_run_are_refused_and_loops_end() -> Result<()> {
 async fn a_cancelled_run_closes_its_approvals() -> Result<()> {
     let env = TestEnv::new("cancel").await?;
     env.with_worker(async {
-        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let id = env.start(env.agent(&pay_agent())?, "pay invoice 7").await?;
         let approval = env.pending(&id, 1).await?.remove(0);
         env.client
             .get_workflow_handle::<countersign_approvals::AgentRunWorkflow>(&id)

@@ -2,7 +2,7 @@
 //! `countersign` CLI, a worker killed mid-wait, `countersign dev`, and the
 //! stored replay histories.
 
-use crate::gated_runs::{PAY_AGENT, replay};
+use crate::gated_runs::{pay_agent, replay};
 use crate::harness::*;
 use anyhow::{Context, Result, bail};
 use countersign_proto::{ApprovalState, PendingApproval, RunStatus};
@@ -53,7 +53,7 @@ async fn temporal_signal(workflow_id: &str, input: &str) -> Result<()> {
 async fn temporal_cli_signal_with_hand_written_json_resumes_the_run() -> Result<()> {
     let env = TestEnv::new("cli-signal").await?;
     env.with_worker(async {
-        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let id = env.start(env.agent(&pay_agent())?, "pay invoice 7").await?;
         let approval = env.pending(&id, 1).await?.remove(0);
 
         // Malformed payloads: recorded as rejected, the run stays healthy.
@@ -96,7 +96,7 @@ async fn temporal_cli_signal_with_hand_written_json_resumes_the_run() -> Result<
 async fn cli_lists_shows_and_decides_approvals() -> Result<()> {
     let env = TestEnv::new("cli").await?;
     env.with_worker(async {
-        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let id = env.start(env.agent(&pay_agent())?, "pay invoice 7").await?;
         let approval = env.pending(&id, 1).await?.remove(0);
 
         // Visibility may lag the run by a moment: poll the listing.
@@ -221,7 +221,7 @@ impl Drop for WorkerProcess {
 async fn a_killed_worker_loses_nothing() -> Result<()> {
     let env = TestEnv::new("sigkill").await?;
     let mut first = WorkerProcess::start(&env.task_queue)?;
-    let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+    let id = env.start(env.agent(&pay_agent())?, "pay invoice 7").await?;
     let approval = env.pending(&id, 1).await?.remove(0);
     // SIGKILL: no graceful shutdown, nothing flushed.
     first.0.kill()?;

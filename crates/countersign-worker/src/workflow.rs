@@ -460,24 +460,35 @@ fn assistant_entry(content: &str, calls: &[RequestedCall]) -> TranscriptEntry {
     }
 }
 
+/// Model calls may be slow; retries back off up to 30 s.
 fn model_activity_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
-        .retry_policy(
-            RetryPolicy::builder()
-                .initial_interval(Duration::from_secs(1))
-                .maximum_interval(Duration::from_secs(30))
-                .maximum_attempts(5)
-                .build(),
-        )
-        .build()
+    activity_options(
+        Duration::from_secs(120),
+        Duration::from_secs(1),
+        Duration::from_secs(30),
+    )
 }
 
+/// Tools are retried sooner; their idempotency key makes a retry safe.
 fn tool_activity_options() -> ActivityOptions {
-    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(60))
+    activity_options(
+        Duration::from_secs(60),
+        Duration::from_millis(500),
+        Duration::from_secs(10),
+    )
+}
+
+/// Five attempts, exponential backoff from `first_retry` to `max_retry`.
+fn activity_options(
+    timeout: Duration,
+    first_retry: Duration,
+    max_retry: Duration,
+) -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(timeout)
         .retry_policy(
             RetryPolicy::builder()
-                .initial_interval(Duration::from_millis(500))
-                .maximum_interval(Duration::from_secs(10))
+                .initial_interval(first_retry)
+                .maximum_interval(max_retry)
                 .maximum_attempts(5)
                 .build(),
         )
