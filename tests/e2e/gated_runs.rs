@@ -114,8 +114,7 @@ async fn approved_call_runs_once_after_the_decision() -> Result<()> {
             ApprovalState::Approved
         );
 
-        let history = env.record_history(&id, "approve").await?;
-        replay(&history).await
+        env.record_and_replay(&id, "approve").await
     })
     .await
 }
@@ -168,8 +167,7 @@ async fn denied_call_never_runs_and_the_model_sees_the_reason() -> Result<()> {
         );
         assert_eq!(next_turn.tool_calls[0].name, "notify");
 
-        let history = env.record_history(&id, "deny").await?;
-        replay(&history).await
+        env.record_and_replay(&id, "deny").await
     })
     .await
 }
@@ -221,8 +219,7 @@ async fn unanswered_approval_expires_fail_closed() -> Result<()> {
             "{late:?}"
         );
 
-        let history = env.record_history(&id, "expire").await?;
-        replay(&history).await
+        env.record_and_replay(&id, "expire").await
     })
     .await
 }
@@ -292,8 +289,7 @@ async fn parallel_calls_are_independent() -> Result<()> {
         assert!(!results[0].is_error && !results[1].is_error);
         assert!(results[2].is_error && results[2].content.contains("unknown supplier"));
 
-        let history = env.record_history(&id, "parallel").await?;
-        replay(&history).await
+        env.record_and_replay(&id, "parallel").await
     })
     .await
 }
@@ -517,23 +513,7 @@ async fn a_cancelled_run_closes_its_approvals() -> Result<()> {
             .await;
         assert!(late.is_err(), "{late:?}");
         assert!(env.sink.received("/payments").is_empty());
-        let history = env.record_history(&id, "cancel").await?;
-        replay(&history).await
+        env.record_and_replay(&id, "cancel").await
     })
     .await
-}
-
-/// Replays a history against the current workflow code.
-pub async fn replay(history_json: &[u8]) -> Result<()> {
-    use temporalio_client::WorkflowHistory;
-    use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
-    let replayer = WorkflowReplayer::new(
-        WorkflowReplayerOptions::new()
-            .register_workflow::<countersign_worker::AgentRun>()?
-            .build(),
-    )?;
-    replayer
-        .replay_workflow(WorkflowHistory::from_json(history_json)?)
-        .await?;
-    Ok(())
 }

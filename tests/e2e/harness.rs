@@ -176,6 +176,27 @@ impl TestEnv {
         }
         Ok(json)
     }
+
+    /// Records the run's history and replays it against the current workflow code.
+    pub async fn record_and_replay(&self, workflow_id: &str, name: &str) -> Result<()> {
+        let history = self.record_history(workflow_id, name).await?;
+        replay(&history).await
+    }
+}
+
+/// Replays a history against the current workflow code.
+pub async fn replay(history_json: &[u8]) -> Result<()> {
+    use temporalio_client::WorkflowHistory;
+    use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+    let replayer = WorkflowReplayer::new(
+        WorkflowReplayerOptions::new()
+            .register_workflow::<countersign_worker::AgentRun>()?
+            .build(),
+    )?;
+    replayer
+        .replay_workflow(WorkflowHistory::from_json(history_json)?)
+        .await?;
+    Ok(())
 }
 
 /// `tests/histories/` at the repository root.

@@ -2,7 +2,7 @@
 //! `countersign` CLI, a worker killed mid-wait, `countersign dev`, and the
 //! stored replay histories.
 
-use crate::gated_runs::{pay_agent, replay};
+use crate::gated_runs::pay_agent;
 use crate::harness::*;
 use anyhow::{Context, Result, bail};
 use countersign_proto::{ApprovalState, PendingApproval, RunStatus};
@@ -86,8 +86,7 @@ async fn temporal_cli_signal_with_hand_written_json_resumes_the_run() -> Result<
         assert_eq!(decision.reviewer, "ops@example.com");
         assert_eq!(decision.resulting_state(), ApprovalState::ApprovedWithEdits);
 
-        let history = env.record_history(&id, "signal_edit").await?;
-        replay(&history).await
+        env.record_and_replay(&id, "signal_edit").await
     })
     .await
 }
@@ -241,8 +240,7 @@ async fn a_killed_worker_loses_nothing() -> Result<()> {
         "the approved payment must run exactly once"
     );
     assert_eq!(payments[0].idempotency_key, approval.approval_id);
-    let history = env.record_history(&id, "crash_resume").await?;
-    replay(&history).await
+    env.record_and_replay(&id, "crash_resume").await
 }
 
 #[tokio::test]
