@@ -124,6 +124,15 @@ impl TestEnv {
         )?)
     }
 
+    /// Writes agent TOML to `name` in the test's folder (`{sink}` replaced)
+    /// and loads it as the CLI does, so files it refers to (sub-agents,
+    /// OpenAPI documents) are read too.
+    pub fn agent_file(&self, name: &str, toml: &str) -> Result<std::path::PathBuf> {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, toml.replace("{sink}", &self.sink.url))?;
+        Ok(path)
+    }
+
     /// Starts a run of `agent` on this test's task queue.
     pub async fn start(&self, agent: AgentDefinition, prompt: &str) -> Result<String> {
         let id = unique(&agent.name);
@@ -133,6 +142,8 @@ impl TestEnv {
             mode: None,
             requester: "alice@example.com".into(),
             conversation_id: String::new(),
+            parent_workflow_id: String::new(),
+            carried: None,
         };
         self.approvals
             .start_run(input, &id, Some(&self.task_queue))

@@ -1,3 +1,5 @@
+mod child_runs;
 mod gated_runs;
 mod harness;
+mod mcp_adapter;
 mod operators;

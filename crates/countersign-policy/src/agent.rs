@@ -5,7 +5,8 @@
 //! references, and passes the resolved [`AgentDefinition`] to the workflow as
 //! input, so the workflow never reads files or the environment.
 
-use crate::{EffectClass, RunMode, ToolPolicy};
+use crate::sources::{Connector, ConnectorKind, McpServer, OpenApiSource, SubAgentTool, WorkflowTool};
+use crate::{EffectClass, RunMode};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,10 +38,27 @@ pub struct AgentDefinition {
     pub max_turns: u32,
     /// The model that drives the agent.
     pub model: ModelConfig,
-    /// The tools the agent may call.
+    /// Single tools the agent may call: built-ins, sub-agents, workflows.
     #[serde(default)]
     pub tools: Vec<ToolDefinition>,
+    /// MCP servers whose tools the agent may call.
+    #[serde(default)]
+    pub mcp_servers: Vec<McpServer>,
+    /// HTTP APIs (OpenAPI 3 documents) whose operations the agent may call.
+    #[serde(default)]
+    pub openapi: Vec<OpenApiSource>,
+    /// Connectors whose actions the agent may call.
+    #[serde(default)]
+    pub connectors: Vec<Connector>,
+    /// The run continues as new once its history holds this many events
+    /// (default [`DEFAULT_CONTINUE_AS_NEW_AFTER`], below Temporal's 10,240
+    /// warning), or earlier when the server suggests it.
+    #[serde(default)]
+    pub continue_as_new_after: Option<u32>,
 }
+
+/// How many history events a run collects before it continues as new.
+pub const DEFAULT_CONTINUE_AS_NEW_AFTER: u32 = 8_000;
 
 fn default_expiry() -> Duration {
     DEFAULT_APPROVAL_EXPIRY
@@ -62,6 +80,34 @@ pub enum ModelConfig {
         /// The steps, played from the first.
         steps: Vec<ScriptedStep>,
     },
+    /// An OpenAI-compatible chat completions endpoint with tool calling
+    /// (OpenAI, Ollama, vLLM, LM Studio, ...).
+    #[serde(alias = "openai_compatible")]
+    Openai(OpenAiModel),
+}
+
+/// Settings of an OpenAI-compatible model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiModel {
+    /// The API base, e.g. `https://api.openai.com/v1` or `http://localhost:11434/v1`;
+    /// requests go to `<base_url>/chat/completions`.
+    pub base_url: String,
+    /// The model name.
+    pub model: String,
+    /// The environment variable (on the worker) holding the API key; absent:
+    /// no `Authorization` header (local servers).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Sampling temperature.
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Upper bound on the tokens of one answer.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
+    /// How long one request may take (default 60 s); a timeout is retried.
+    #[serde(default, with = "optional_duration_text")]
+    pub timeout: Option<Duration>,
 }
 
 /// One turn of a scripted model.
@@ -120,22 +166,55 @@ pub struct ToolDefinition {
     /// Overrides the agent's `approval_expiry` for this tool.
     #[serde(default, with = "optional_duration_text")]
     pub approval_expiry: Option<Duration>,
-    /// The implementation: a built-in tool.
-    pub builtin: BuiltinTool,
+    /// The implementation, when it is a built-in tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub builtin: Option<BuiltinTool>,
+    /// The implementation, when it is another agent (a child run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<SubAgentTool>,
+    /// The implementation, when it is a workflow (a child workflow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowTool>,
+}
+
+/// What implements a [`ToolDefinition`]: exactly one of its three fields.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ToolImplementation<'a> {
+    /// A built-in tool.
+    Builtin(&'a BuiltinTool),
+    /// Another agent.
+    Agent(&'a SubAgentTool),
+    /// A workflow.
+    Workflow(&'a WorkflowTool),
 }
 
 impl ToolDefinition {
-    /// The effect class the policy judges this tool by.
-    pub fn effect_class(&self) -> EffectClass {
-        self.effect.unwrap_or(self.builtin.effect())
+    /// What implements the tool (validated at load to be exactly one).
+    pub fn implementation(&self) -> Option<ToolImplementation<'_>> {
+        match (&self.builtin, &self.agent, &self.workflow) {
+            (Some(b), None, None) => Some(ToolImplementation::Builtin(b)),
+            (None, Some(a), None) => Some(ToolImplementation::Agent(a)),
+            (None, None, Some(w)) => Some(ToolImplementation::Workflow(w)),
+            _ => None,
+        }
     }
 
-    /// The policy-relevant part of this tool.
-    pub fn policy(&self) -> ToolPolicy {
-        ToolPolicy {
-            effect: self.effect_class(),
-            requires_approval: self.requires_approval,
+    /// The effect class the implementation has by itself.
+    fn own_effect(&self) -> EffectClass {
+        match self.implementation() {
+            Some(ToolImplementation::Builtin(b)) => b.effect(),
+            Some(ToolImplementation::Agent(a)) => a
+                .definition
+                .as_deref()
+                .map(AgentDefinition::strongest_effect)
+                .unwrap_or(EffectClass::WriteExternal),
+            Some(ToolImplementation::Workflow(_)) | None => EffectClass::WriteExternal,
         }
+    }
+
+    /// The effect class the policy judges this tool by.
+    pub fn effect_class(&self) -> EffectClass {
+        self.effect.unwrap_or_else(|| self.own_effect())
     }
 }
 
@@ -221,19 +300,76 @@ pub enum AgentFileError {
 
 impl AgentDefinition {
     /// Reads, validates and resolves an agent file: relative paths become
-    /// relative to the file's folder, and `${VAR}` / `${VAR:-default}` in
-    /// paths and URLs are taken from the environment.
+    /// relative to the file's folder, `${VAR}` / `${VAR:-default}` in paths
+    /// and URLs are taken from the environment, sub-agent files and OpenAPI
+    /// documents given as files are read and carried inline.
     pub fn from_file(path: &Path) -> Result<Self, AgentFileError> {
+        Self::load(path, &|name| std::env::var(name).ok(), &mut Vec::new())
+    }
+
+    /// How deep sub-agents may nest.
+    const MAX_NESTING: usize = 4;
+
+    fn load(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        parents: &mut Vec<PathBuf>,
+    ) -> Result<Self, AgentFileError> {
         let text = std::fs::read_to_string(path).map_err(|error| AgentFileError::Read {
             path: path.to_owned(),
             error,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(&text, path, base, &|name| std::env::var(name).ok())
+        let mut agent = Self::from_toml(&text, path, base, env)?;
+        let invalid = |field: String, problem: String| AgentFileError::Invalid {
+            path: path.to_owned(),
+            field,
+            problem,
+        };
+        let canonical = path.canonicalize().unwrap_or_else(|_| path.to_owned());
+        parents.push(canonical);
+        for (i, tool) in agent.tools.iter_mut().enumerate() {
+            let Some(sub) = &mut tool.agent else { continue };
+            let field = format!("tools[{i}].agent.file");
+            let child = sub
+                .file
+                .canonicalize()
+                .unwrap_or_else(|_| sub.file.clone());
+            if parents.contains(&child) {
+                return Err(invalid(
+                    field,
+                    format!("`{}` uses itself as a tool (a cycle)", sub.file.display()),
+                ));
+            }
+            if parents.len() >= Self::MAX_NESTING {
+                return Err(invalid(
+                    field,
+                    format!("sub-agents nest deeper than {}", Self::MAX_NESTING),
+                ));
+            }
+            sub.definition = Some(Box::new(Self::load(&sub.file, env, parents)?));
+        }
+        parents.pop();
+        for (i, api) in agent.openapi.iter_mut().enumerate() {
+            if is_http_url(&api.spec) {
+                continue;
+            }
+            let file = PathBuf::from(&api.spec);
+            let document = std::fs::read_to_string(&file).map_err(|e| {
+                invalid(
+                    format!("openapi[{i}].spec"),
+                    format!("cannot read `{}`: {e}", file.display()),
+                )
+            })?;
+            api.document = Some(document);
+        }
+        Ok(agent)
     }
 
     /// Parses, validates and resolves agent TOML. `path` only names the source
     /// in errors; `base` anchors relative paths; `env` looks up variables.
+    /// Files the agent refers to (sub-agents, OpenAPI documents) are not read:
+    /// [`AgentDefinition::from_file`] does that.
     pub fn from_toml(
         text: &str,
         path: &Path,
@@ -251,31 +387,86 @@ impl AgentDefinition {
             problem,
         };
         agent.validate().map_err(|(f, p)| invalid(f, p))?;
+        let resolve_path = |p: &mut PathBuf, field: String| -> Result<(), AgentFileError> {
+            let expanded = expand_env(&p.to_string_lossy(), env)
+                .map_err(|problem| invalid(field, problem))?;
+            let expanded = PathBuf::from(expanded);
+            *p = if expanded.is_absolute() {
+                expanded
+            } else {
+                base.join(expanded)
+            };
+            Ok(())
+        };
+        let resolve_url = |url: &mut String, field: String| -> Result<(), AgentFileError> {
+            let expanded = expand_env(url, env).map_err(|problem| invalid(field.clone(), problem))?;
+            if !is_http_url(&expanded) {
+                return Err(invalid(
+                    field,
+                    format!("`{expanded}` is not an http:// or https:// URL"),
+                ));
+            }
+            *url = expanded;
+            Ok(())
+        };
         for (i, tool) in agent.tools.iter_mut().enumerate() {
-            let field = |name: &str| format!("tools[{i}].builtin.{name}");
-            match &mut tool.builtin {
-                BuiltinTool::ReadFile { root: p } | BuiltinTool::AppendTodo { path: p } => {
-                    let expanded = expand_env(&p.to_string_lossy(), env)
-                        .map_err(|problem| invalid(field("path"), problem))?;
-                    let expanded = PathBuf::from(expanded);
-                    *p = if expanded.is_absolute() {
-                        expanded
-                    } else {
-                        base.join(expanded)
-                    };
-                }
-                BuiltinTool::HttpPost { url } | BuiltinTool::PaymentRequest { url } => {
-                    let expanded =
-                        expand_env(url, env).map_err(|problem| invalid(field("url"), problem))?;
-                    if !(expanded.starts_with("http://") || expanded.starts_with("https://")) {
-                        return Err(invalid(
-                            field("url"),
-                            format!("`{expanded}` is not an http:// or https:// URL"),
-                        ));
+            let field = |name: &str| format!("tools[{i}].{name}");
+            if let Some(builtin) = &mut tool.builtin {
+                match builtin {
+                    BuiltinTool::ReadFile { root: p } | BuiltinTool::AppendTodo { path: p } => {
+                        resolve_path(p, field("builtin.path"))?
                     }
-                    *url = expanded;
+                    BuiltinTool::HttpPost { url } | BuiltinTool::PaymentRequest { url } => {
+                        resolve_url(url, field("builtin.url"))?
+                    }
                 }
             }
+            if let Some(sub) = &mut tool.agent {
+                resolve_path(&mut sub.file, field("agent.file"))?;
+            }
+        }
+        for (i, server) in agent.mcp_servers.iter_mut().enumerate() {
+            if let Some(url) = &mut server.url {
+                resolve_url(url, format!("mcp_servers[{i}].url"))?;
+            }
+            for arg in server.args.iter_mut() {
+                *arg = expand_env(arg, env)
+                    .map_err(|problem| invalid(format!("mcp_servers[{i}].args"), problem))?;
+            }
+            for (name, value) in server.env.iter_mut() {
+                *value = expand_env(value, env)
+                    .map_err(|problem| invalid(format!("mcp_servers[{i}].env.{name}"), problem))?;
+            }
+        }
+        for (i, api) in agent.openapi.iter_mut().enumerate() {
+            let expanded = expand_env(&api.spec, env)
+                .map_err(|problem| invalid(format!("openapi[{i}].spec"), problem))?;
+            api.spec = if is_http_url(&expanded) || Path::new(&expanded).is_absolute() {
+                expanded
+            } else {
+                base.join(expanded).to_string_lossy().into_owned()
+            };
+            if let Some(url) = &mut api.base_url {
+                resolve_url(url, format!("openapi[{i}].base_url"))?;
+            }
+        }
+        for (i, connector) in agent.connectors.iter_mut().enumerate() {
+            let field = |name: &str| format!("connectors[{i}].{name}");
+            if let Some(root) = &mut connector.root {
+                resolve_path(root, field("root"))?;
+            }
+            if let Some(maildir) = &mut connector.maildir {
+                resolve_path(maildir, field("maildir"))?;
+            }
+            if let Some(url) = &mut connector.base_url {
+                resolve_url(url, field("base_url"))?;
+            }
+            if let Some(url) = &mut connector.smtp_url {
+                *url = expand_env(url, env).map_err(|problem| invalid(field("smtp_url"), problem))?;
+            }
+        }
+        if let ModelConfig::Openai(model) = &mut agent.model {
+            resolve_url(&mut model.base_url, "model.base_url".into())?;
         }
         Ok(agent)
     }
@@ -298,6 +489,14 @@ impl AgentDefinition {
         if self.max_turns == 0 {
             return Err(("max_turns".into(), "must be at least 1".into()));
         }
+        if self.continue_as_new_after.is_some_and(|n| n < 20) {
+            return Err((
+                "continue_as_new_after".into(),
+                "must be at least 20 events".into(),
+            ));
+        }
+        // Tool names and source prefixes share one namespace: `a` and `a.x`
+        // must not be confused, and two sources must not share a prefix.
         let mut seen = std::collections::HashSet::new();
         for (i, tool) in self.tools.iter().enumerate() {
             let field = |f: &str| format!("tools[{i}].{f}");
@@ -307,25 +506,112 @@ impl AgentDefinition {
                     format!("`{}` must be 1-64 letters, digits, `-` or `_`", tool.name),
                 ));
             }
-            if !seen.insert(tool.name.as_str()) {
+            if !seen.insert(tool.name.clone()) {
                 return Err((field("name"), format!("`{}` is declared twice", tool.name)));
             }
-            if tool.builtin.effect() == EffectClass::Money
+            let Some(implementation) = tool.implementation() else {
+                return Err((
+                    format!("tools[{i}]"),
+                    "give exactly one of `builtin`, `agent` or `workflow`".into(),
+                ));
+            };
+            if let ToolImplementation::Builtin(builtin) = implementation
+                && builtin.effect() == EffectClass::Money
                 && tool.effect.is_some_and(|e| e != EffectClass::Money)
             {
                 return Err((
                     field("effect"),
                     format!(
                         "a {} tool moves money; its effect class must be `money`",
-                        tool.builtin.kind()
+                        builtin.kind()
                     ),
                 ));
+            }
+            if let ToolImplementation::Workflow(w) = implementation {
+                if w.workflow_type.trim().is_empty() {
+                    return Err((field("workflow.workflow_type"), "must not be empty".into()));
+                }
+                if let Some(schema) = &w.input_schema
+                    && schema.get("type").and_then(|t| t.as_str()) != Some("object")
+                {
+                    return Err((
+                        field("workflow.input_schema"),
+                        "must be an object schema (`type = \"object\"`)".into(),
+                    ));
+                }
             }
             if tool.approval_expiry.is_some_and(|d| d.is_zero()) {
                 return Err((field("approval_expiry"), "must be longer than zero".into()));
             }
         }
-        let ModelConfig::Scripted { steps } = &self.model;
+        let mut prefix = |field: String, name: &str| -> Result<(), (String, String)> {
+            if !valid_name(name, 32, false) {
+                return Err((
+                    field,
+                    format!("`{name}` must be 1-32 letters, digits, `-` or `_`"),
+                ));
+            }
+            if !seen.insert(name.to_string()) {
+                return Err((
+                    field,
+                    format!("`{name}` is already the name of a tool or another source"),
+                ));
+            }
+            Ok(())
+        };
+        for (i, server) in self.mcp_servers.iter().enumerate() {
+            prefix(format!("mcp_servers[{i}].name"), &server.name)?;
+            if server.command.is_some() == server.url.is_some() {
+                return Err((
+                    format!("mcp_servers[{i}]"),
+                    "give exactly one of `command` (stdio) or `url` (streamable HTTP)".into(),
+                ));
+            }
+        }
+        for (i, api) in self.openapi.iter().enumerate() {
+            prefix(format!("openapi[{i}].name"), &api.name)?;
+            for header in api.headers.keys() {
+                if header.is_empty() || !header.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+                    return Err((
+                        format!("openapi[{i}].headers"),
+                        format!("`{header}` is not a header name"),
+                    ));
+                }
+            }
+        }
+        for (i, connector) in self.connectors.iter().enumerate() {
+            let field = |f: &str| format!("connectors[{i}].{f}");
+            prefix(field("name"), connector.prefix())?;
+            let required: &[(&str, bool)] = match connector.kind {
+                ConnectorKind::Filesystem => &[("root", connector.root.is_some())],
+                ConnectorKind::Mail => &[
+                    ("smtp_url", connector.smtp_url.is_some()),
+                    ("from", connector.from.is_some()),
+                    ("maildir", connector.maildir.is_some()),
+                ],
+                ConnectorKind::Slack => &[],
+            };
+            for (name, present) in required {
+                if !present {
+                    return Err((
+                        field(name),
+                        format!("a {} connector needs `{name}`", connector.kind.as_str()),
+                    ));
+                }
+            }
+        }
+        match &self.model {
+            ModelConfig::Scripted { steps } => self.validate_script(steps),
+            ModelConfig::Openai(model) => {
+                if model.model.trim().is_empty() {
+                    return Err(("model.model".into(), "must not be empty".into()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn validate_script(&self, steps: &[ScriptedStep]) -> Result<(), (String, String)> {
         if steps.is_empty() {
             return Err((
                 "model.steps".into(),
@@ -360,6 +646,29 @@ impl AgentDefinition {
         Ok(())
     }
 
+    /// The strongest effect class of the agent's own tools, capped at
+    /// `write_external` (its money tools are gated inside its own run):
+    /// the default effect of using this agent as a tool.
+    pub fn strongest_effect(&self) -> EffectClass {
+        if !self.mcp_servers.is_empty() || !self.openapi.is_empty() || !self.connectors.is_empty()
+        {
+            return EffectClass::WriteExternal;
+        }
+        let rank = |e: EffectClass| match e {
+            EffectClass::Read => 0,
+            EffectClass::WriteOwn => 1,
+            EffectClass::WriteExternal | EffectClass::Money => 2,
+        };
+        self.tools
+            .iter()
+            .map(|t| match t.effect_class() {
+                EffectClass::Money => EffectClass::WriteExternal,
+                e => e,
+            })
+            .max_by_key(|e| rank(*e))
+            .unwrap_or(EffectClass::Read)
+    }
+
     /// The tool of that name, if the agent declares it.
     pub fn tool(&self, name: &str) -> Option<&ToolDefinition> {
         self.tools.iter().find(|t| t.name == name)
@@ -378,6 +687,10 @@ impl ScriptedStep {
     pub fn step_id(&self, index: usize) -> String {
         self.id.clone().unwrap_or_else(|| index.to_string())
     }
+}
+
+fn is_http_url(text: &str) -> bool {
+    text.starts_with("http://") || text.starts_with("https://")
 }
 
 fn valid_name(name: &str, max: usize, allow_dot: bool) -> bool {
@@ -414,7 +727,7 @@ fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
     Ok(out)
 }
 
-mod duration_text {
+pub(crate) mod duration_text {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
@@ -432,7 +745,7 @@ mod duration_text {
     }
 }
 
-mod optional_duration_text {
+pub(crate) mod optional_duration_text {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
 
@@ -503,15 +816,15 @@ builtin = { kind = "append_todo", path = "todo.txt" }
         assert_eq!(a.approval_expiry_for("todo"), Duration::from_secs(7200));
         assert_eq!(
             a.tool("send_payment").unwrap().builtin,
-            BuiltinTool::PaymentRequest {
+            Some(BuiltinTool::PaymentRequest {
                 url: "http://127.0.0.1:9/pay".into()
-            }
+            })
         );
         assert_eq!(
             a.tool("todo").unwrap().builtin,
-            BuiltinTool::AppendTodo {
+            Some(BuiltinTool::AppendTodo {
                 path: "/base/todo.txt".into()
-            }
+            })
         );
         assert_eq!(
             a.tool("todo").unwrap().effect_class(),

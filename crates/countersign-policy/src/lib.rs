@@ -6,7 +6,10 @@
 //! the tool name it asked for.
 
 pub mod agent;
+pub mod catalog;
 mod evaluate;
 pub mod run;
+pub mod schema;
+pub mod sources;
 
 pub use evaluate::{EffectClass, RunMode, ToolPolicy, Verdict, evaluate};

@@ -3,6 +3,8 @@
 
 use crate::RunMode;
 use crate::agent::AgentDefinition;
+use crate::catalog::CatalogTool;
+use countersign_proto::RunState;
 use serde::{Deserialize, Serialize};
 
 /// Everything an `AgentRun` needs, resolved before it starts (the workflow
@@ -22,6 +24,25 @@ pub struct AgentRunInput {
     /// The conversation this run belongs to; empty: the workflow id.
     #[serde(default)]
     pub conversation_id: String,
+    /// The run that started this one as a sub-agent; empty for a top-level run.
+    #[serde(default)]
+    pub parent_workflow_id: String,
+    /// Set only when a long run continues as new: what the previous run
+    /// had, so nothing is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<Box<CarriedState>>,
+}
+
+/// What a run hands to its continuation (continue-as-new). It happens only
+/// between model turns, when no approval is open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CarriedState {
+    /// Transcript, decisions, approvals, status so far.
+    pub state: RunState,
+    /// The tool catalog (not discovered again: the model keeps the same tools).
+    pub catalog: Vec<CatalogTool>,
+    /// Model turns taken so far (counted against `max_turns`).
+    pub turns_taken: u32,
 }
 
 impl AgentRunInput {

@@ -1,8 +1,10 @@
-//! The activities of an agent run: a model turn and a tool execution. They
-//! are the only code of a run that touches the world.
+//! The activities of an agent run: tool discovery, a model turn and a tool
+//! execution. They are the only code of a run that touches the world.
 
-use crate::model::{ModelTurn, ModelTurnRequest, play_turn};
-use crate::tools::{ToolError, ToolInvocation, ToolOutput, run_builtin};
+use crate::catalog::{Discovery, discover};
+use crate::model::{ModelError, ModelTurn, ModelTurnRequest, play_turn};
+use crate::tools::{ToolError, ToolInvocation, ToolOutput, run_tool};
+use countersign_policy::agent::AgentDefinition;
 use std::sync::Arc;
 use std::time::Duration;
 use temporalio_macros::activities;
@@ -33,14 +35,30 @@ impl Default for CountersignActivities {
 
 #[activities]
 impl CountersignActivities {
-    /// One model turn.
+    /// Lists the tools of the agent's MCP servers and OpenAPI documents.
+    #[activity(name = "discover_tools")]
+    pub async fn discover_tools(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        agent: AgentDefinition,
+    ) -> Result<Discovery, ActivityError> {
+        Ok(discover(&self.http, &agent).await)
+    }
+
+    /// One model turn. Rate limits and server errors are retried by
+    /// Temporal with backoff; a request the provider refuses is not.
     #[activity(name = "model_turn")]
     pub async fn model_turn(
         self: Arc<Self>,
         _ctx: ActivityContext,
         request: ModelTurnRequest,
     ) -> Result<ModelTurn, ActivityError> {
-        Ok(play_turn(&request))
+        play_turn(&self.http, &request).await.map_err(|e| {
+            ActivityError::from(match e {
+                ModelError::Retryable(message) => ApplicationFailure::new(message),
+                ModelError::Fatal(message) => ApplicationFailure::non_retryable(message),
+            })
+        })
     }
 
     /// Runs a tool. Refusals become error results for the model; transient
@@ -51,7 +69,7 @@ impl CountersignActivities {
         _ctx: ActivityContext,
         invocation: ToolInvocation,
     ) -> Result<ToolOutput, ActivityError> {
-        match run_builtin(&self.http, &invocation).await {
+        match run_tool(&self.http, &invocation).await {
             Ok(output) => Ok(output),
             Err(ToolError::Refused(message)) => Ok(ToolOutput::error(message)),
             Err(ToolError::Transient(message)) => {

@@ -6,6 +6,7 @@
 //! calls, tool calls) runs in [`activities`].
 
 pub mod activities;
+pub mod catalog;
 pub mod model;
 pub mod tools;
 pub mod workflow;

@@ -8,11 +8,16 @@
 
 mod decisions;
 
+mod children;
+
 use crate::activities::CountersignActivities;
-use crate::model::{ModelTurn, ModelTurnRequest, RequestedCall};
-use crate::tools::{ToolInvocation, ToolOutput, check_arguments};
-use countersign_policy::agent::AgentDefinition;
-use countersign_policy::run::AgentRunInput;
+use crate::catalog::{self, Discovery};
+use crate::model::{ModelTurn, ModelTurnRequest, RequestedCall, ToolSpec};
+use crate::tools::{ToolInvocation, ToolOutput};
+use countersign_policy::agent::DEFAULT_CONTINUE_AS_NEW_AFTER;
+use countersign_policy::catalog::{CatalogTool, ToolBinding};
+use countersign_policy::run::{AgentRunInput, CarriedState};
+use countersign_policy::schema::check_arguments;
 use countersign_policy::{RunMode, evaluate};
 use countersign_proto::contract::{self, APPROVAL_ID_SEPARATOR};
 use countersign_proto::{
@@ -27,8 +32,8 @@ use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, CancellableFuture, SyncWorkflowContext, WorkflowContext,
-    WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ActivityOptions, ApplicationFailure, CancellableFuture, ContinueAsNewOptions,
+    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
 };
 
 const SA_STATUS: SearchAttributeKey<String> = SearchAttributeKey::keyword(contract::SA_STATUS);
@@ -46,6 +51,10 @@ const SA_REQUESTER: SearchAttributeKey<String> =
 pub struct AgentRun {
     input: AgentRunInput,
     state: RunState,
+    /// Every tool the model may call; a name not in here never runs.
+    catalog: Vec<CatalogTool>,
+    /// Model turns taken, across continue-as-new.
+    turns_taken: u32,
     /// What was last mirrored into search attributes and current details:
     /// each upsert is a history event, so unchanged values are not re-sent.
     published: Option<Published>,
@@ -83,9 +92,24 @@ enum Resolution {
 
 #[workflow_methods]
 impl AgentRun {
-    /// Sets up the run's state from its input.
+    /// Sets up the run's state from its input (or from what the previous
+    /// run carried over, after continue-as-new).
     #[init]
-    pub fn new(ctx: &WorkflowContextView, input: AgentRunInput) -> Self {
+    pub fn new(ctx: &WorkflowContextView, mut input: AgentRunInput) -> Self {
+        if let Some(carried) = input.carried.take() {
+            let CarriedState {
+                state,
+                catalog,
+                turns_taken,
+            } = *carried;
+            return Self {
+                input,
+                state,
+                catalog,
+                turns_taken,
+                published: None,
+            };
+        }
         let conversation_id = if input.conversation_id.is_empty() {
             ctx.workflow_id().to_string()
         } else {
@@ -98,11 +122,15 @@ impl AgentRun {
             mode: input.effective_mode().as_str().to_string(),
             status: RunStatus::Running as i32,
             conversation_id,
+            parent_workflow_id: input.parent_workflow_id.clone(),
             ..Default::default()
         };
+        let catalog = catalog::static_tools(&input.agent);
         Self {
             input,
             state,
+            catalog,
+            turns_taken: 0,
             published: None,
         }
     }
@@ -111,21 +139,30 @@ impl AgentRun {
     /// the model answers without tool calls.
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<RunState> {
-        let prompt = ctx.state(|s| s.input.prompt.clone());
-        ctx.state_mut(|s| {
-            s.state.transcript.push(TranscriptEntry {
-                role: "user".into(),
-                content: prompt,
-                ..Default::default()
-            })
-        });
+        if ctx.state(|s| s.turns_taken == 0 && s.state.transcript.is_empty()) {
+            let prompt = ctx.state(|s| s.input.prompt.clone());
+            ctx.state_mut(|s| {
+                s.state.transcript.push(TranscriptEntry {
+                    role: "user".into(),
+                    content: prompt,
+                    ..Default::default()
+                })
+            });
+            if let Err(termination) = discover_tools(ctx).await {
+                return termination;
+            }
+        }
         publish(ctx);
         let max_turns = ctx.state(|s| s.input.agent.max_turns);
-        for _ in 0..max_turns {
+        while ctx.state(|s| s.turns_taken) < max_turns {
+            if should_continue_as_new(ctx) {
+                return continue_as_new(ctx);
+            }
             let request = ctx.state(|s| ModelTurnRequest {
                 model: s.input.agent.model.clone(),
-                instructions: s.input.agent.instructions.clone(),
+                instructions: s.model_instructions(),
                 transcript: s.state.transcript.clone(),
+                tools: s.catalog.iter().map(tool_spec).collect(),
             });
             let turn = ctx
                 .execute_activity(
@@ -134,6 +171,7 @@ impl AgentRun {
                     model_activity_options(),
                 )
                 .await;
+            ctx.state_mut(|s| s.turns_taken += 1);
             let ModelTurn {
                 content,
                 tool_calls,
@@ -230,6 +268,47 @@ impl AgentRun {
     }
 }
 
+impl AgentRun {
+    /// The catalog's tool of that name.
+    fn tool(&self, name: &str) -> Option<&CatalogTool> {
+        self.catalog.iter().find(|t| t.name == name)
+    }
+
+    /// The catalog's tool names, for a model that invented one.
+    fn offered_names(&self) -> String {
+        let names: Vec<String> = self
+            .catalog
+            .iter()
+            .map(|t| format!("`{}`", t.name))
+            .collect();
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    }
+
+    /// How long a call to `tool` waits for a decision.
+    fn approval_expiry(&self, tool: &str) -> Duration {
+        self.tool(tool)
+            .and_then(|t| t.approval_expiry)
+            .unwrap_or(self.input.agent.approval_expiry)
+    }
+
+    /// The agent's instructions, plus what the run could not use, so the
+    /// model does not look for tools that are not there.
+    fn model_instructions(&self) -> String {
+        let mut instructions = self.input.agent.instructions.clone();
+        if !self.state.notices.is_empty() {
+            instructions.push_str("\n\nNot available in this run:\n");
+            for notice in &self.state.notices {
+                instructions.push_str(&format!("- {notice}\n"));
+            }
+        }
+        instructions
+    }
+}
+
 impl CallPlan {
     fn call(&self) -> &RequestedCall {
         match self {
@@ -249,59 +328,83 @@ fn plan_calls(
     calls
         .into_iter()
         .map(|call| {
-            let (agent, mode): (AgentDefinition, RunMode) =
-                ctx.state(|s| (s.input.agent.clone(), s.input.effective_mode()));
-            let tool = agent.tool(&call.name);
-            if !call.arguments.is_object() {
-                return CallPlan::Refused(call, "arguments must be a JSON object".into());
-            }
-            if let Some(problem) =
-                tool.and_then(|t| check_arguments(&t.builtin, &call.arguments).err())
-            {
+            let mode: RunMode = ctx.state(|s| s.input.effective_mode());
+            let Some(tool) = ctx.state(|s| s.tool(&call.name).cloned()) else {
+                // Runs recorded before this check gated an invented tool
+                // (as write_external) instead of refusing it.
+                if ctx.patched(PATCH_REFUSE_UNKNOWN_TOOLS) {
+                    let offered = ctx.state(|s| s.offered_names());
+                    return CallPlan::Refused(
+                        call.clone(),
+                        format!(
+                            "there is no tool named `{}`; the tools are: {offered}. Nothing ran.",
+                            call.name
+                        ),
+                    );
+                }
+                return open_approval(ctx, call, None, mode, model_reason, now);
+            };
+            if let Err(problem) = check_arguments(&tool.input_schema, &call.arguments) {
                 return CallPlan::Refused(
                     call,
                     format!("invalid arguments: {problem}; the tool did not run."),
                 );
             }
-            let verdict = evaluate(tool.map(|t| t.policy()).as_ref(), mode);
-            if !verdict.needs_approval {
-                return CallPlan::Run(call);
-            }
-            let approval_id = format!(
-                "{}{APPROVAL_ID_SEPARATOR}{}",
-                ctx.workflow_id(),
-                &ctx.uuid4()[..8]
-            );
-            let expiry = agent.approval_expiry_for(&call.name);
-            let approval = ctx.state(|s| PendingApproval {
-                approval_id: approval_id.clone(),
-                workflow_id: ctx.workflow_id().to_string(),
-                run_id: ctx.run_id().to_string(),
-                conversation_id: s.state.conversation_id.clone(),
-                agent: agent.name.clone(),
-                requester: s.input.requester.clone(),
-                tool: Some(ToolRef {
-                    kind: if tool.is_some() { "builtin" } else { "unknown" }.into(),
-                    provider: String::new(),
-                    name: call.name.clone(),
-                }),
-                arguments: json_to_struct(&call.arguments).ok(),
-                arguments_sha256: arguments_sha256(&call.arguments),
-                effect_class: verdict.effect.as_str().to_string(),
-                rule: verdict.rule.clone(),
-                required_approvals: verdict.required_approvals,
-                approvals_given: vec![],
-                requested_at: now.map(timestamp),
-                expires_at: now.map(|t| timestamp(t + expiry)),
-                user_request: s.input.prompt.clone(),
-                model_reason: model_reason.to_string(),
-                tool_call_id: call.id.clone(),
-                state: ApprovalState::Pending as i32,
-            });
-            ctx.state_mut(|s| s.state.approvals.push(approval));
-            CallPlan::Gated(call, approval_id)
+            open_approval(ctx, call, Some(&tool), mode, model_reason, now)
         })
         .collect()
+}
+
+/// Records a new workflow marker in histories that take the newer path.
+const PATCH_REFUSE_UNKNOWN_TOOLS: &str = "refuse-unknown-tools";
+
+/// Judges one call; when it needs approval, opens a `PendingApproval`.
+fn open_approval(
+    ctx: &WorkflowContext<AgentRun>,
+    call: RequestedCall,
+    tool: Option<&CatalogTool>,
+    mode: RunMode,
+    model_reason: &str,
+    now: Option<SystemTime>,
+) -> CallPlan {
+    let verdict = evaluate(tool.map(|t| t.policy()).as_ref(), mode);
+    if !verdict.needs_approval {
+        return CallPlan::Run(call);
+    }
+    let approval_id = format!(
+        "{}{APPROVAL_ID_SEPARATOR}{}",
+        ctx.workflow_id(),
+        &ctx.uuid4()[..8]
+    );
+    let expiry = ctx.state(|s| s.approval_expiry(&call.name));
+    let approval = ctx.state(|s| PendingApproval {
+        approval_id: approval_id.clone(),
+        workflow_id: ctx.workflow_id().to_string(),
+        run_id: ctx.run_id().to_string(),
+        conversation_id: s.state.conversation_id.clone(),
+        agent: s.input.agent.name.clone(),
+        requester: s.input.requester.clone(),
+        tool: Some(ToolRef {
+            kind: tool.map_or("unknown", |t| t.kind.as_str()).into(),
+            provider: tool.map(|t| t.provider.clone()).unwrap_or_default(),
+            name: call.name.clone(),
+        }),
+        arguments: json_to_struct(&call.arguments).ok(),
+        arguments_sha256: arguments_sha256(&call.arguments),
+        effect_class: verdict.effect.as_str().to_string(),
+        rule: verdict.rule.clone(),
+        required_approvals: verdict.required_approvals,
+        approvals_given: vec![],
+        requested_at: now.map(timestamp),
+        expires_at: now.map(|t| timestamp(t + expiry)),
+        user_request: s.input.prompt.clone(),
+        model_reason: model_reason.to_string(),
+        tool_call_id: call.id.clone(),
+        state: ApprovalState::Pending as i32,
+        parent_workflow_id: s.input.parent_workflow_id.clone(),
+    });
+    ctx.state_mut(|s| s.state.approvals.push(approval));
+    CallPlan::Gated(call, approval_id)
 }
 
 /// Runs one planned call to its tool result.
@@ -319,7 +422,7 @@ async fn carry_out(
         CallPlan::Refused(_, problem) => return Ok(ToolOutput::error(problem.clone())),
         CallPlan::Gated(call, approval_id) => (call, approval_id),
     };
-    let expiry = ctx.state(|s| s.input.agent.approval_expiry_for(&call.name));
+    let expiry = ctx.state(|s| s.approval_expiry(&call.name));
     let mut timer = Box::pin(ctx.timer(expiry));
     let mut decided = Box::pin(ctx.wait_condition(|s: &AgentRun| !s.is_pending(approval_id)));
     let expired = select! {
@@ -357,15 +460,26 @@ async fn carry_out(
     })
 }
 
+/// Runs a call: an activity for most tools, a child workflow for sub-agents
+/// and workflows.
 async fn execute_tool(
     ctx: &WorkflowContext<AgentRun>,
     call: &RequestedCall,
     arguments: &Value,
     idempotency_key: &str,
 ) -> ToolOutput {
-    let Some(tool) = ctx.state(|s| s.input.agent.tool(&call.name).cloned()) else {
-        return ToolOutput::error(format!("unknown tool `{}`", call.name));
+    let Some(tool) = ctx.state(|s| s.tool(&call.name).cloned()) else {
+        return ToolOutput::error(format!("unknown tool `{}`; nothing ran.", call.name));
     };
+    match &tool.binding {
+        ToolBinding::Agent(agent) => {
+            return children::run_sub_agent(ctx, &tool, agent, call, arguments).await;
+        }
+        ToolBinding::Workflow(workflow) => {
+            return children::run_workflow(ctx, &tool, workflow, call, arguments).await;
+        }
+        _ => {}
+    }
     let invocation = ToolInvocation {
         tool,
         arguments: arguments.clone(),
@@ -378,6 +492,73 @@ async fn execute_tool(
     )
     .await
     .unwrap_or_else(|e| ToolOutput::error(format!("the tool failed: {e}")))
+}
+
+/// Lists the tools of MCP servers and OpenAPI documents (an activity: it
+/// talks to them). A source that fails leaves a notice; the run goes on
+/// without its tools. `Err` carries the run's end when it was cancelled.
+async fn discover_tools(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowResult<RunState>> {
+    let agent = ctx.state(|s| s.input.agent.clone());
+    if !catalog::needs_discovery(&agent) {
+        return Ok(());
+    }
+    let discovered = ctx
+        .execute_activity(
+            CountersignActivities::discover_tools,
+            agent,
+            discovery_activity_options(),
+        )
+        .await;
+    let Discovery { tools, problems } = match discovered {
+        Ok(discovery) => discovery,
+        Err(_) if is_cancelled(ctx) => return Err(finish_cancelled(ctx)),
+        Err(e) => Discovery {
+            tools: vec![],
+            problems: vec![format!("tool discovery failed: {e}")],
+        },
+    };
+    ctx.state_mut(|s| {
+        for tool in tools {
+            // A discovered name never shadows a tool declared in the file.
+            if s.tool(&tool.name).is_none() {
+                s.catalog.push(tool);
+            }
+        }
+        s.state.notices.extend(problems);
+    });
+    Ok(())
+}
+
+/// Whether to start a fresh history before the next model turn: the server
+/// suggests it, or the history reached the agent's limit (by default well
+/// below Temporal's 10,240-event warning).
+fn should_continue_as_new(ctx: &WorkflowContext<AgentRun>) -> bool {
+    let limit = ctx.state(|s| {
+        s.input
+            .agent
+            .continue_as_new_after
+            .unwrap_or(DEFAULT_CONTINUE_AS_NEW_AFTER)
+    });
+    ctx.continue_as_new_suggested() || ctx.history_length() >= limit
+}
+
+/// Continues the run as new, carrying everything over. Called only between
+/// turns, when no approval is open, so no decision can be lost.
+fn continue_as_new(ctx: &WorkflowContext<AgentRun>) -> WorkflowResult<RunState> {
+    let input = ctx.state(|s| {
+        let mut state = s.state.clone();
+        state.continued += 1;
+        AgentRunInput {
+            carried: Some(Box::new(CarriedState {
+                state,
+                catalog: s.catalog.clone(),
+                turns_taken: s.turns_taken,
+            })),
+            ..s.input.clone()
+        }
+    });
+    ctx.continue_as_new(input, ContinueAsNewOptions::default())?;
+    unreachable!("continue_as_new always returns Err")
 }
 
 fn finish_failed(ctx: &WorkflowContext<AgentRun>, message: String) -> WorkflowResult<RunState> {
@@ -458,6 +639,29 @@ fn assistant_entry(content: &str, calls: &[RequestedCall]) -> TranscriptEntry {
             .collect(),
         ..Default::default()
     }
+}
+
+/// A tool as offered to the model.
+fn tool_spec(tool: &CatalogTool) -> ToolSpec {
+    ToolSpec {
+        name: tool.name.clone(),
+        description: tool.description.clone(),
+        input_schema: tool.input_schema.clone(),
+    }
+}
+
+/// Discovery talks to every source at once; a few attempts, then the run
+/// goes on without what did not answer.
+fn discovery_activity_options() -> ActivityOptions {
+    ActivityOptions::with_start_to_close_timeout(Duration::from_secs(120))
+        .retry_policy(
+            RetryPolicy::builder()
+                .initial_interval(Duration::from_secs(1))
+                .maximum_interval(Duration::from_secs(5))
+                .maximum_attempts(3)
+                .build(),
+        )
+        .build()
 }
 
 /// Model calls may be slow; retries back off up to 30 s.

@@ -94,6 +94,8 @@ async fn main() -> Result<()> {
                 mode: None,
                 requester: "bench".into(),
                 conversation_id: String::new(),
+                parent_workflow_id: String::new(),
+                carried: None,
             };
             approvals.start_run(input, &id, Some(&task_queue)).await?;
             let approval = pending(&approvals, &id).await?;

@@ -217,6 +217,8 @@ async fn run_command(command: RunCommand) -> Result<()> {
                 mode: args.mode,
                 requester,
                 conversation_id: String::new(),
+                parent_workflow_id: String::new(),
+                carried: None,
             };
             let id = approvals
                 .start_run(input, &id, Some(&args.task_queue))

@@ -200,6 +200,8 @@ async fn demo(args: &DevArgs, client: temporalio_client::Client, ui: &str) -> Re
         mode: None,
         requester: requester.clone(),
         conversation_id: String::new(),
+        parent_workflow_id: String::new(),
+        carried: None,
     };
     approvals.start_run(input, &workflow_id, None).await?;
     eprintln!("\n▶ started run {workflow_id} for {requester}: \"{prompt}\"");

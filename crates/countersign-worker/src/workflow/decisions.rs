@@ -3,7 +3,7 @@
 //! waiting call in the run loop notices them.
 
 use super::{AgentRun, Resolution, approval_arguments, timestamp};
-use crate::tools::check_arguments;
+use countersign_policy::schema::check_arguments;
 use countersign_proto::{
     ApprovalState, Decision, DecisionKind, DecisionOutcome, DecisionRecord, DecisionScope,
     PendingApproval, struct_to_json,
@@ -121,17 +121,16 @@ impl AgentRun {
             if d.kind() == DecisionKind::Deny {
                 return Err("editedArguments only go with an approval".into());
             }
-            let tool = approval
-                .tool
-                .as_ref()
-                .and_then(|t| self.input.agent.tool(&t.name));
+            let tool = approval.tool.as_ref().and_then(|t| self.tool(&t.name));
             if let Some(tool) = tool {
-                check_arguments(&tool.builtin, &struct_to_json(edited)).map_err(|problem| {
-                    format!(
-                        "edited arguments do not fit the tool `{}`: {problem}",
-                        tool.name
-                    )
-                })?;
+                check_arguments(&tool.input_schema, &struct_to_json(edited)).map_err(
+                    |problem| {
+                        format!(
+                            "edited arguments do not fit the tool `{}`: {problem}",
+                            tool.name
+                        )
+                    },
+                )?;
             }
         }
         Ok(approval)

@@ -8,6 +8,8 @@ use countersign_policy::agent::{ModelConfig, ScriptedStep};
 use countersign_proto::TranscriptEntry;
 use serde::{Deserialize, Serialize};
 
+pub mod openai;
+
 /// The input of the `model_turn` activity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelTurnRequest {
@@ -17,6 +19,32 @@ pub struct ModelTurnRequest {
     pub instructions: String,
     /// The conversation so far.
     pub transcript: Vec<TranscriptEntry>,
+    /// The tools the model may call.
+    #[serde(default)]
+    pub tools: Vec<ToolSpec>,
+}
+
+/// A tool as offered to a model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    /// The name the model calls it by (may contain a `.`, e.g. `gmail.send`).
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The JSON schema of its arguments.
+    pub input_schema: serde_json::Value,
+}
+
+/// Why a model turn failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// Worth retrying (429, 5xx, timeout, connection refused).
+    #[error("{0}")]
+    Retryable(String),
+    /// Will not succeed as configured (a 4xx other than 429, an answer that
+    /// does not parse, a missing API key).
+    #[error("{0}")]
+    Fatal(String),
 }
 
 /// A tool call the model asked for.
@@ -39,10 +67,23 @@ pub struct ModelTurn {
     pub tool_calls: Vec<RequestedCall>,
 }
 
-/// Plays one turn of `model` given the transcript.
-pub fn play_turn(request: &ModelTurnRequest) -> ModelTurn {
+/// Plays one turn of the request's model given the transcript.
+pub async fn play_turn(
+    http: &reqwest::Client,
+    request: &ModelTurnRequest,
+) -> Result<ModelTurn, ModelError> {
     match &request.model {
-        ModelConfig::Scripted { steps } => scripted_turn(steps, &request.transcript),
+        ModelConfig::Scripted { steps } => Ok(scripted_turn(steps, &request.transcript)),
+        ModelConfig::Openai(model) => {
+            openai::chat_turn(
+                http,
+                model,
+                &request.instructions,
+                &request.transcript,
+                &request.tools,
+            )
+            .await
+        }
     }
 }
 

@@ -1,66 +1,10 @@
 //! Built-in tools: one per effect class, each with a side effect that can be
 //! observed outside the worker (a file, an HTTP request).
-//!
-//! Every invocation carries an idempotency key (the approval id, or
-//! `<run id>/<tool call id>` for ungated calls): HTTP tools send it as
-//! `Idempotency-Key`, the todo list refuses to append an item twice under the
-//! same key, so an activity retried after a worker crash does not repeat the
-//! effect.
 
-use countersign_policy::agent::{BuiltinTool, ToolDefinition};
-use serde::{Deserialize, Serialize};
+use super::{ToolError, ToolOutput};
+use countersign_policy::agent::BuiltinTool;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-
-/// The input of the `execute_tool` activity.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ToolInvocation {
-    /// The tool, as declared in the agent file.
-    pub tool: ToolDefinition,
-    /// The arguments to run it with (the edited ones, when a reviewer edited them).
-    pub arguments: Value,
-    /// Deduplicates the side effect across retries.
-    pub idempotency_key: String,
-}
-
-/// What a tool answered; fed back to the model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ToolOutput {
-    /// The result text.
-    pub content: String,
-    /// Whether the result is an error (the model should take another path).
-    pub is_error: bool,
-}
-
-impl ToolOutput {
-    /// A successful result.
-    pub fn ok(content: impl Into<String>) -> Self {
-        Self {
-            content: content.into(),
-            is_error: false,
-        }
-    }
-
-    /// An error result.
-    pub fn error(content: impl Into<String>) -> Self {
-        Self {
-            content: content.into(),
-            is_error: true,
-        }
-    }
-}
-
-/// Why a tool did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum ToolError {
-    /// The call cannot succeed as made (bad arguments, path escape, a 4xx):
-    /// the model gets an error result, nothing is retried.
-    #[error("{0}")]
-    Refused(String),
-    /// A failure worth retrying (connection refused, 5xx, I/O).
-    #[error("{0}")]
-    Transient(String),
-}
 
 /// The JSON schema of a built-in tool's arguments, as offered to models.
 pub fn arguments_schema(tool: &BuiltinTool) -> Value {
@@ -92,57 +36,19 @@ pub fn arguments_schema(tool: &BuiltinTool) -> Value {
     }
 }
 
-/// Checks arguments against a tool's schema (the subset the built-in schemas
-/// use: an object, `required`, property `type`s and `exclusiveMinimum`).
-/// Returns what is wrong, in words for the model or the reviewer.
-pub fn check_arguments(tool: &BuiltinTool, arguments: &Value) -> Result<(), String> {
-    let schema = arguments_schema(tool);
-    let Some(args) = arguments.as_object() else {
-        return Err("arguments must be a JSON object".into());
-    };
-    for name in schema["required"].as_array().into_iter().flatten() {
-        let name = name.as_str().unwrap_or_default();
-        if !args.contains_key(name) {
-            return Err(format!("argument `{name}` is required"));
-        }
-    }
-    let properties = schema["properties"].as_object();
-    for (name, value) in args {
-        let Some(spec) = properties.and_then(|p| p.get(name)) else {
-            continue;
-        };
-        let expected = spec["type"].as_str().unwrap_or_default();
-        let fits = match expected {
-            "string" => value.is_string(),
-            "number" => value.is_number(),
-            _ => true,
-        };
-        if !fits {
-            return Err(format!("argument `{name}` must be a {expected}"));
-        }
-        if let (Some(min), Some(v)) = (spec["exclusiveMinimum"].as_f64(), value.as_f64())
-            && v <= min
-        {
-            return Err(format!("argument `{name}` must be greater than {min}"));
-        }
-    }
-    Ok(())
-}
-
 /// Runs a built-in tool.
-pub async fn run_builtin(
+pub async fn run(
     http: &reqwest::Client,
-    invocation: &ToolInvocation,
+    tool: &BuiltinTool,
+    args: &Value,
+    idempotency_key: &str,
 ) -> Result<ToolOutput, ToolError> {
-    let args = &invocation.arguments;
-    match &invocation.tool.builtin {
+    match tool {
         BuiltinTool::ReadFile { root } => read_file(root, string_arg(args, "path")?),
         BuiltinTool::AppendTodo { path } => {
-            append_todo(path, string_arg(args, "item")?, &invocation.idempotency_key)
+            append_todo(path, string_arg(args, "item")?, idempotency_key)
         }
-        BuiltinTool::HttpPost { url } => {
-            post_json(http, url, args, &invocation.idempotency_key).await
-        }
+        BuiltinTool::HttpPost { url } => post_json(http, url, args, idempotency_key).await,
         BuiltinTool::PaymentRequest { url } => {
             let to = string_arg(args, "to")?;
             let currency = string_arg(args, "currency")?;
@@ -157,7 +63,7 @@ pub async fn run_builtin(
                     "`to` and `currency` must not be empty".into(),
                 ));
             }
-            post_json(http, url, args, &invocation.idempotency_key).await
+            post_json(http, url, args, idempotency_key).await
         }
     }
 }
@@ -266,6 +172,9 @@ mod tests {
 
     #[test]
     fn arguments_are_checked_against_the_schema() {
+        let check_arguments = |tool: &BuiltinTool, args: &Value| {
+            countersign_policy::schema::check_arguments(&arguments_schema(tool), args)
+        };
         let pay = BuiltinTool::PaymentRequest {
             url: "http://x".into(),
         };
