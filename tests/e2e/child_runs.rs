@@ -278,7 +278,11 @@ builtin = { kind = "http_post", url = "{sink}/notify" }
         let id = env.start(agent, "six notes and a payment").await?;
         let gate = &env.pending(&id, 1).await?[0];
         let before = env.approvals.run_state(&id).await?;
-        assert!(before.continued >= 2, "continued {} times", before.continued);
+        assert!(
+            before.continued >= 2,
+            "continued {} times",
+            before.continued
+        );
         approve(&env, &gate.approval_id).await?;
         let state = env.result(&id).await?;
         assert_eq!(state.status(), RunStatus::Completed);
@@ -293,11 +297,9 @@ builtin = { kind = "http_post", url = "{sink}/notify" }
             .collect();
         assert_eq!(notes, vec![0, 1, 2, 3, 4, 5], "each note exactly once");
         assert_eq!(env.sink.received("/payments").len(), 1);
-        assert_eq!(
-            approval_of(&state, "pay").state(),
-            ApprovalState::Approved
-        );
-        Ok(())
+        assert_eq!(approval_of(&state, "pay").state(), ApprovalState::Approved);
+        // The history of the last run, which started from carried state.
+        env.record_and_replay(&id, "continue_as_new").await
     })
     .await
 }

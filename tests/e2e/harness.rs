@@ -172,7 +172,8 @@ impl TestEnv {
     }
 
     /// The run's history as the SDK's replay JSON; with
-    /// `COUNTERSIGN_RECORD_HISTORIES=1` also stored as `tests/histories/NAME.json`.
+    /// `COUNTERSIGN_RECORD_HISTORIES=1` also stored as `tests/histories/NAME.json`
+    /// when that file does not exist yet (`=overwrite` replaces it).
     pub async fn record_history(&self, workflow_id: &str, name: &str) -> Result<Vec<u8>> {
         let handle = self
             .client
@@ -181,9 +182,14 @@ impl TestEnv {
             .fetch_history(WorkflowFetchHistoryOptions::default())
             .to_json()
             .await?;
-        if std::env::var_os("COUNTERSIGN_RECORD_HISTORIES").is_some() {
+        // Stored histories stand for runs of earlier versions still in
+        // flight: recording adds missing ones and overwrites only on request.
+        if let Some(mode) = std::env::var_os("COUNTERSIGN_RECORD_HISTORIES") {
             let path = histories_dir().join(format!("{name}.json"));
-            std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+            if !path.exists() || mode == "overwrite" {
+                std::fs::write(&path, &json)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
         }
         Ok(json)
     }

@@ -3,3 +3,4 @@ mod gated_runs;
 mod harness;
 mod mcp_adapter;
 mod operators;
+mod tool_kinds;

@@ -259,11 +259,16 @@ async fn stored_histories_replay_on_current_code() -> Result<()> {
     replayed.sort();
     for expected in [
         "approve.json",
+        "continue_as_new.json",
         "crash_resume.json",
         "deny.json",
         "expire.json",
+        "invented_tool.json",
+        "mcp.json",
+        "openai.json",
         "parallel.json",
         "signal_edit.json",
+        "sub_agent.json",
     ] {
         assert!(
             replayed.iter().any(|r| r == expected),

@@ -5,7 +5,9 @@
 //! references, and passes the resolved [`AgentDefinition`] to the workflow as
 //! input, so the workflow never reads files or the environment.
 
-use crate::sources::{Connector, ConnectorKind, McpServer, OpenApiSource, SubAgentTool, WorkflowTool};
+use crate::sources::{
+    Connector, ConnectorKind, McpServer, OpenApiSource, SubAgentTool, WorkflowTool,
+};
 use crate::{EffectClass, RunMode};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -331,10 +333,7 @@ impl AgentDefinition {
         for (i, tool) in agent.tools.iter_mut().enumerate() {
             let Some(sub) = &mut tool.agent else { continue };
             let field = format!("tools[{i}].agent.file");
-            let child = sub
-                .file
-                .canonicalize()
-                .unwrap_or_else(|_| sub.file.clone());
+            let child = sub.file.canonicalize().unwrap_or_else(|_| sub.file.clone());
             if parents.contains(&child) {
                 return Err(invalid(
                     field,
@@ -388,8 +387,8 @@ impl AgentDefinition {
         };
         agent.validate().map_err(|(f, p)| invalid(f, p))?;
         let resolve_path = |p: &mut PathBuf, field: String| -> Result<(), AgentFileError> {
-            let expanded = expand_env(&p.to_string_lossy(), env)
-                .map_err(|problem| invalid(field, problem))?;
+            let expanded =
+                expand_env(&p.to_string_lossy(), env).map_err(|problem| invalid(field, problem))?;
             let expanded = PathBuf::from(expanded);
             *p = if expanded.is_absolute() {
                 expanded
@@ -399,7 +398,8 @@ impl AgentDefinition {
             Ok(())
         };
         let resolve_url = |url: &mut String, field: String| -> Result<(), AgentFileError> {
-            let expanded = expand_env(url, env).map_err(|problem| invalid(field.clone(), problem))?;
+            let expanded =
+                expand_env(url, env).map_err(|problem| invalid(field.clone(), problem))?;
             if !is_http_url(&expanded) {
                 return Err(invalid(
                     field,
@@ -462,7 +462,8 @@ impl AgentDefinition {
                 resolve_url(url, field("base_url"))?;
             }
             if let Some(url) = &mut connector.smtp_url {
-                *url = expand_env(url, env).map_err(|problem| invalid(field("smtp_url"), problem))?;
+                *url =
+                    expand_env(url, env).map_err(|problem| invalid(field("smtp_url"), problem))?;
             }
         }
         if let ModelConfig::Openai(model) = &mut agent.model {
@@ -650,8 +651,7 @@ impl AgentDefinition {
     /// `write_external` (its money tools are gated inside its own run):
     /// the default effect of using this agent as a tool.
     pub fn strongest_effect(&self) -> EffectClass {
-        if !self.mcp_servers.is_empty() || !self.openapi.is_empty() || !self.connectors.is_empty()
-        {
+        if !self.mcp_servers.is_empty() || !self.openapi.is_empty() || !self.connectors.is_empty() {
             return EffectClass::WriteExternal;
         }
         let rank = |e: EffectClass| match e {

@@ -113,10 +113,16 @@ fn check(schema: &Value, value: &Value, path: &str) -> Result<(), String> {
     if let Some(s) = value.as_str() {
         let len = s.chars().count() as u64;
         if let Some(min) = limit("minLength").filter(|min| len < *min) {
-            return Err(format!("{} must have at least {min} characters", subject(path)));
+            return Err(format!(
+                "{} must have at least {min} characters",
+                subject(path)
+            ));
         }
         if let Some(max) = limit("maxLength").filter(|max| len > *max) {
-            return Err(format!("{} must have at most {max} characters", subject(path)));
+            return Err(format!(
+                "{} must have at most {max} characters",
+                subject(path)
+            ));
         }
     }
     if let Some(items) = value.as_array() {
@@ -197,7 +203,10 @@ mod tests {
     fn each_problem_is_named() {
         let cases = [
             (json!([1]), "arguments must be a JSON object"),
-            (json!({"to": "a", "currency": "EUR"}), "argument `amount` is required"),
+            (
+                json!({"to": "a", "currency": "EUR"}),
+                "argument `amount` is required",
+            ),
             (
                 json!({"to": "a", "amount": "5", "currency": "EUR"}),
                 "argument `amount` must be a number",

@@ -441,8 +441,8 @@ Content-Type: multipart/alternative; boundary=\"b1\"\r\n\
 Content-Type: text/plain; charset=utf-8\r\n\
 Content-Transfer-Encoding: quoted-printable\r\n\
 \r\n\
-Please pay =E2=82=AC42 by Friday. This line is long enough to be wrapped by=\r\n\
- the encoder.\r\n\
+Please pay =E2=82=AC42 by Friday. This line is long enough to be wrapped by =\r\n\
+the encoder.\r\n\
 --b1\r\n\
 Content-Type: text/html; charset=utf-8\r\n\
 \r\n\
@@ -510,9 +510,7 @@ async fn mail_read_decodes_the_text_and_refuses_path_ids() {
         .unwrap()
         .content;
     assert!(text.contains("Message-ID: <plain@example.com>\n"), "{text}");
-    assert!(
-        text.ends_with("Noon at the usual place.\r\n") || text.contains("Noon at the usual place.")
-    );
+    assert!(text.contains("\n\nNoon at the usual place."), "{text}");
 
     for id in ["../cur/1699869600.M1P1.host:2,S", "cur/x", "..", ".hidden"] {
         assert!(refused(call(&mail, "read", json!({"id": id})).await).contains("not a message id"));
