@@ -592,6 +592,12 @@ impl AgentDefinition {
                 ],
                 ConnectorKind::Slack => &[],
             };
+            if connector.username_env.is_some() != connector.password_env.is_some() {
+                return Err((
+                    field("username_env"),
+                    "give both `username_env` and `password_env`, or neither".into(),
+                ));
+            }
             for (name, present) in required {
                 if !present {
                     return Err((

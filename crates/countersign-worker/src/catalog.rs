@@ -30,6 +30,31 @@ pub fn needs_discovery(agent: &AgentDefinition) -> bool {
     !agent.mcp_servers.is_empty() || !agent.openapi.is_empty()
 }
 
+/// Checks, before a run starts, what can be checked without talking to the
+/// tool sources: every OpenAPI document given as a file parses and fits its
+/// configuration, in this agent and its sub-agents. Returns one line per
+/// problem (empty: fine). MCP servers and URL documents are only reached
+/// from the worker, when the run starts.
+pub fn preflight(agent: &AgentDefinition) -> Vec<String> {
+    let mut problems = Vec::new();
+    for api in &agent.openapi {
+        if let Some(document) = &api.document
+            && let Err(e) = openapi::operations(api, document)
+        {
+            problems.push(format!(
+                "agent `{}`: openapi `{}` ({}): {e}",
+                agent.name, api.name, api.spec
+            ));
+        }
+    }
+    for tool in &agent.tools {
+        if let Some(sub) = tool.agent.as_ref().and_then(|a| a.definition.as_deref()) {
+            problems.extend(preflight(sub));
+        }
+    }
+    problems
+}
+
 /// The tools known from the definition alone: single tools and connector actions.
 pub fn static_tools(agent: &AgentDefinition) -> Vec<CatalogTool> {
     let mut tools = Vec::new();

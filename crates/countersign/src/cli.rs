@@ -199,10 +199,21 @@ async fn run_worker(task_queue: &str) -> Result<()> {
     Ok(())
 }
 
+/// Reads an agent file and checks its OpenAPI documents, so a broken one is
+/// reported to the user now instead of to the model later.
+pub fn load_agent(path: &std::path::Path) -> Result<AgentDefinition> {
+    let agent = AgentDefinition::from_file(path)?;
+    let problems = countersign_worker::catalog::preflight(&agent);
+    if !problems.is_empty() {
+        anyhow::bail!("{}: {}", path.display(), problems.join("; "));
+    }
+    Ok(agent)
+}
+
 async fn run_command(command: RunCommand) -> Result<()> {
     // A bad agent file is reported before any connection is attempted.
     let agent = match &command {
-        RunCommand::Start(args) => Some(AgentDefinition::from_file(&args.agent)?),
+        RunCommand::Start(args) => Some(load_agent(&args.agent)?),
         _ => None,
     };
     let approvals = Approvals::connect_from_env().await?;

@@ -1,0 +1,86 @@
+//! The shipped example agents load as `run start` loads them, and their
+//! scripts only call tools their files offer.
+
+use anyhow::Result;
+use countersign_policy::agent::ModelConfig;
+use std::path::Path;
+
+#[test]
+fn every_example_agent_loads_and_calls_only_its_own_tools() -> Result<()> {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let mut loaded = Vec::new();
+    for entry in std::fs::read_dir(&examples)? {
+        let path = entry?.path().join("agent.toml");
+        if !path.exists() {
+            continue;
+        }
+        let agent = countersign::cli::load_agent(&path)?;
+        let offered: Vec<String> = countersign_worker::catalog::static_tools(&agent)
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
+        let prefixes: Vec<String> = agent
+            .mcp_servers
+            .iter()
+            .map(|s| format!("{}.", s.name))
+            .chain(agent.openapi.iter().map(|a| format!("{}.", a.name)))
+            .collect();
+        if let ModelConfig::Scripted { steps } = &agent.model {
+            for call in steps.iter().flat_map(|s| &s.calls) {
+                assert!(
+                    offered.contains(&call.tool)
+                        || prefixes.iter().any(|p| call.tool.starts_with(p)),
+                    "{}: the script calls `{}`, which the file does not offer ({offered:?})",
+                    path.display(),
+                    call.tool
+                );
+            }
+        }
+        loaded.push(agent.name);
+    }
+    loaded.sort();
+    assert_eq!(
+        loaded,
+        [
+            "accounts-payable",
+            "accounts-payable-llm",
+            "finance-lead",
+            "note-keeper",
+            "release-announcer",
+            "search-admin",
+            "ticket-clerk",
+            "weekly-reporter"
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_broken_openapi_document_is_reported_before_the_run_starts() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    std::fs::write(
+        dir.path().join("api.yaml"),
+        "openapi: 3.0.0\npaths: [oops\n",
+    )?;
+    let agent = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent,
+        r#"
+name = "broken"
+[model]
+provider = "scripted"
+[[model.steps]]
+say = "hi"
+[[openapi]]
+name = "api"
+spec = "api.yaml"
+"#,
+    )?;
+    let error = countersign::cli::load_agent(&agent)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("agent.toml"), "{error}");
+    assert!(error.contains("openapi `api`"), "{error}");
+    assert!(error.contains("line"), "{error}");
+    Ok(())
+}
