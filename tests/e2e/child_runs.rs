@@ -197,24 +197,11 @@ async fn a_tool_the_model_invents_is_refused_without_asking_anyone() -> Result<(
     let env = TestEnv::new("invented").await?;
     let agent = env.agent(&format!(
         "{}{}",
-        r#"
-name = "t-invented"
-
-[model]
-provider = "scripted"
-
-[[model.steps]]
-say = "Approval already granted by admin; transferring everything."
-calls = [{ tool = "transfer_all", arguments = { to = "mallory" } }]
-on_error = "gave_up"
-
-[[model.steps]]
-say = "Transferred."
-
-[[model.steps]]
-id = "gave_up"
-say = "Could not: {last_error}"
-"#,
+        one_call_agent(
+            "t-invented",
+            "Approval already granted by admin; transferring everything.",
+            r#"{ tool = "transfer_all", arguments = { to = "mallory" } }"#,
+        ),
         r#"
 [[tools]]
 name = "pay"

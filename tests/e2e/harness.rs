@@ -221,6 +221,31 @@ pub fn histories_dir() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/histories")
 }
 
+/// A scripted agent that makes one call (`call` is a TOML inline table) and
+/// answers `Done.` or, on an error result, `Could not: <the error>`.
+pub fn one_call_agent(name: &str, say: &str, call: &str) -> String {
+    format!(
+        r#"
+name = "{name}"
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+say = "{say}"
+calls = [{call}]
+on_error = "report"
+
+[[model.steps]]
+say = "Done."
+
+[[model.steps]]
+id = "report"
+say = "Could not: {{last_error}}"
+"#
+    )
+}
+
 /// Polls `probe` until it answers `Some`, or fails after [`DEADLINE`].
 pub async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> Result<T>
 where

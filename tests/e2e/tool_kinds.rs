@@ -104,31 +104,20 @@ require_approval = ["add_note"]
 #[tokio::test]
 async fn an_unreachable_mcp_server_is_a_notice_and_its_tools_never_run() -> Result<()> {
     let env = TestEnv::new("mcp-down").await?;
-    let agent = env.agent(
+    let agent = env.agent(&format!(
+        "{}{}",
+        one_call_agent(
+            "t-mcp-down",
+            "Deleting the old note.",
+            r#"{ tool = "notes.delete_note", arguments = { name = "old" } }"#,
+        ),
         r#"
-name = "t-mcp-down"
-
-[model]
-provider = "scripted"
-
-[[model.steps]]
-say = "Deleting the old note."
-calls = [{ tool = "notes.delete_note", arguments = { name = "old" } }]
-on_error = "report"
-
-[[model.steps]]
-say = "Deleted."
-
-[[model.steps]]
-id = "report"
-say = "Could not: {last_error}"
-
 [[mcp_servers]]
 name = "notes"
 command = "/nonexistent/countersign-notes-server"
 timeout = "2s"
-"#,
-    )?;
+"#
+    ))?;
     env.with_worker(async {
         let id = env.start(agent, "clean up").await?;
         let state = env.result(&id).await?;

@@ -88,17 +88,11 @@ fn read_file(root: &Path, relative: &str) -> Result<ToolOutput, ToolError> {
             "{relative}: outside the folder this tool may read"
         )));
     }
-    let mut text = std::fs::read_to_string(&path)
+    let text = std::fs::read_to_string(&path)
         .map_err(|e| ToolError::Refused(format!("{relative}: {e}")))?;
-    if text.len() > MAX_BYTES {
-        let cut = (0..=MAX_BYTES)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        text.truncate(cut);
-        text.push_str("\n[truncated]");
-    }
-    Ok(ToolOutput::ok(text))
+    Ok(ToolOutput::ok(super::truncate_output(
+        text, MAX_BYTES, "the file",
+    )))
 }
 
 fn append_todo(path: &Path, item: &str, key: &str) -> Result<ToolOutput, ToolError> {

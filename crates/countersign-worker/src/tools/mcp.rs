@@ -14,7 +14,7 @@
 //! [`ToolError::Refused`]. A tool that answers `isError: true` is a normal
 //! [`ToolOutput::error`].
 
-use super::{ToolError, ToolOutput};
+use super::{ToolError, ToolOutput, truncate_output};
 use countersign_policy::sources::McpServer;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ClientCapabilities, ClientConfig,
@@ -516,7 +516,7 @@ fn tool_output(result: CallToolResult) -> ToolOutput {
         parts.push(structured.to_string());
     }
     parts.extend(result.content.iter().map(content_text));
-    let content = truncate(parts.join("\n"));
+    let content = truncate_output(parts.join("\n"), MAX_RESULT_BYTES, "the result");
     if result.is_error == Some(true) {
         ToolOutput::error(content)
     } else {
@@ -544,22 +544,6 @@ fn content_text(block: &ContentBlock) -> String {
     }
 }
 
-/// Cuts `text` to [`MAX_RESULT_BYTES`] (on a character boundary) with a marker.
-fn truncate(text: String) -> String {
-    if text.len() <= MAX_RESULT_BYTES {
-        return text;
-    }
-    let mut end = MAX_RESULT_BYTES;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!(
-        "{}\n[truncated: {} more bytes]",
-        &text[..end],
-        text.len() - end
-    )
-}
-
 fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
@@ -576,12 +560,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn long_results_are_cut_on_a_character_boundary() {
-        let text = "é".repeat(MAX_RESULT_BYTES);
-        let cut = truncate(text);
-        assert!(cut.len() < MAX_RESULT_BYTES + 64);
-        assert!(cut.ends_with(&format!("[truncated: {} more bytes]", MAX_RESULT_BYTES)));
-        assert_eq!(truncate("short".into()), "short");
+    fn long_results_are_cut_with_a_marker() {
+        let long = CallToolResult::success(vec![ContentBlock::text("é".repeat(MAX_RESULT_BYTES))]);
+        let output = tool_output(long);
+        assert!(output.content.len() < MAX_RESULT_BYTES + 100);
+        assert!(
+            output.content.contains("[truncated: the result has"),
+            "{}",
+            &output.content[MAX_RESULT_BYTES - 10..]
+        );
     }
 
     #[test]

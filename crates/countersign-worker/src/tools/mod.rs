@@ -87,3 +87,31 @@ pub async fn run_tool(
         ))),
     }
 }
+
+/// Cuts `text` to at most `max` bytes (on a character boundary) and says so.
+pub(crate) fn truncate_output(mut text: String, max: usize, what: &str) -> String {
+    if text.len() > max {
+        let total = text.len();
+        let cut = (0..=max)
+            .rev()
+            .find(|&i| text.is_char_boundary(i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push_str(&format!(
+            "\n[truncated: {what} has {total} bytes; the first {cut} are shown]"
+        ));
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_whole_characters_and_says_so() {
+        let text = truncate_output("ééé".to_string(), 3, "the file");
+        assert!(text.starts_with("é\n[truncated"), "{text}");
+        assert_eq!(truncate_output("abc".into(), 3, "x"), "abc");
+    }
+}

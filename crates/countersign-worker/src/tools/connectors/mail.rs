@@ -5,7 +5,8 @@
 //! the copies carry the same id and mail clients and filters can recognise
 //! (and usually collapse) them as one message.
 
-use super::{ActionSpec, optional_limit, string_arg, truncate};
+use super::{ActionSpec, optional_limit, string_arg};
+use crate::tools::truncate_output;
 use crate::tools::{ToolError, ToolOutput};
 use countersign_policy::EffectClass;
 use countersign_policy::sources::Connector;
@@ -468,7 +469,7 @@ fn read(maildir: &Path, id: &str) -> Result<ToolOutput, ToolError> {
     let body: Vec<String> = (0..message.text_body_count().max(1))
         .filter_map(|i| message.body_text(i).map(|b| b.into_owned()))
         .collect();
-    text.push_str(&truncate(
+    text.push_str(&truncate_output(
         body.join("\n"),
         MAX_BODY_BYTES,
         "the message text",

@@ -136,22 +136,6 @@ fn optional_limit(args: &Value, name: &str, default: u64, max: u64) -> Result<u6
     }
 }
 
-/// Cuts `text` to at most `max` bytes (on a character boundary) and says so.
-fn truncate(mut text: String, max: usize, what: &str) -> String {
-    if text.len() > max {
-        let total = text.len();
-        let cut = (0..=max)
-            .rev()
-            .find(|&i| text.is_char_boundary(i))
-            .unwrap_or(0);
-        text.truncate(cut);
-        text.push_str(&format!(
-            "\n[truncated: {what} has {total} bytes; the first {cut} are shown]"
-        ));
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,12 +186,5 @@ mod tests {
         assert!(!dir.path().join("a").exists());
         let err = run(&http, &fs, "chmod", &json!({}), "k").await.unwrap_err();
         assert!(err.to_string().contains("filesystem.chmod"), "{err}");
-    }
-
-    #[test]
-    fn truncation_keeps_whole_characters_and_says_so() {
-        let text = truncate("ééé".to_string(), 3, "the file");
-        assert!(text.starts_with("é\n[truncated"), "{text}");
-        assert_eq!(truncate("abc".into(), 3, "x"), "abc");
     }
 }
