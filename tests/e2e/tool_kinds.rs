@@ -386,6 +386,8 @@ require_approval = ["write"]
 #[derive(Clone, Default)]
 struct ChatModel {
     requests: Arc<Mutex<Vec<Value>>>,
+    /// Answers the first request with 429, as a provider under load does.
+    rate_limited_once: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ChatModel {
@@ -400,6 +402,15 @@ impl ChatModel {
                 return (
                     StatusCode::UNAUTHORIZED,
                     Json(json!({"error": {"message": "bad key", "type": "invalid_request_error"}})),
+                );
+            }
+            if !model
+                .rate_limited_once
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                return (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Json(json!({"error": {"message": "slow down", "type": "rate_limit"}})),
                 );
             }
             model.requests.lock().unwrap().push(body.clone());
@@ -495,6 +506,7 @@ builtin = { kind = "http_post", url = "{sink}/notify" }
             "{}",
             state.final_answer
         );
+        // The 429 was retried by Temporal as an activity retry.
         let requests = model.requests.lock().unwrap().clone();
         assert_eq!(requests.len(), 2);
         let first = &requests[0];
@@ -516,6 +528,46 @@ builtin = { kind = "http_post", url = "{sink}/notify" }
         assert_eq!(tool_messages[0]["tool_call_id"], "call_pay");
         assert_eq!(approval_of(&state, "pay").state(), ApprovalState::Denied);
         env.record_and_replay(&id, "openai").await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_model_request_the_provider_refuses_fails_the_run_with_its_message() -> Result<()> {
+    let env = TestEnv::new("openai-401").await?;
+    let model = ChatModel::default();
+    model
+        .rate_limited_once
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let base_url = model.start().await?;
+    // SAFETY: a variable no other test reads or writes.
+    unsafe { std::env::set_var("COUNTERSIGN_E2E_OPENAI_WRONG_KEY", "sk-wrong") };
+    let agent = env.agent(&format!(
+        r#"
+name = "t-openai-401"
+[model]
+provider = "openai"
+base_url = "{base_url}"
+model = "gpt-test"
+api_key_env = "COUNTERSIGN_E2E_OPENAI_WRONG_KEY"
+"#
+    ))?;
+    env.with_worker(async {
+        let id = env.start(agent, "hello").await?;
+        let error = env
+            .approvals
+            .wait_for_run(&id)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("401") && error.contains("bad key"),
+            "{error}"
+        );
+        let state = env.approvals.run_state(&id).await?;
+        assert_eq!(state.status(), RunStatus::Failed);
+        assert!(model.requests.lock().unwrap().is_empty());
+        Ok(())
     })
     .await
 }

@@ -32,8 +32,9 @@ use temporalio_common::search_attributes::SearchAttributeKey;
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
-    ActivityOptions, ApplicationFailure, CancellableFuture, ContinueAsNewOptions,
-    SyncWorkflowContext, WorkflowContext, WorkflowContextView, WorkflowResult, WorkflowTermination,
+    ActivityExecutionError, ActivityOptions, ApplicationFailure, CancellableFuture,
+    ContinueAsNewOptions, SyncWorkflowContext, WorkflowContext, WorkflowContextView,
+    WorkflowResult, WorkflowTermination,
 };
 
 const SA_STATUS: SearchAttributeKey<String> = SearchAttributeKey::keyword(contract::SA_STATUS);
@@ -178,7 +179,9 @@ impl AgentRun {
             } = match turn {
                 Ok(turn) => turn,
                 Err(_) if is_cancelled(ctx) => return finish_cancelled(ctx),
-                Err(e) => return finish_failed(ctx, format!("model turn failed: {e}")),
+                Err(e) => {
+                    return finish_failed(ctx, format!("model turn failed: {}", root_cause(&e)));
+                }
             };
             ctx.state_mut(|s| {
                 s.state
@@ -491,7 +494,7 @@ async fn execute_tool(
         tool_activity_options(),
     )
     .await
-    .unwrap_or_else(|e| ToolOutput::error(format!("the tool failed: {e}")))
+    .unwrap_or_else(|e| ToolOutput::error(format!("the tool failed: {}", root_cause(&e))))
 }
 
 /// Lists the tools of MCP servers and OpenAPI documents (an activity: it
@@ -514,7 +517,7 @@ async fn discover_tools(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowR
         Err(_) if is_cancelled(ctx) => return Err(finish_cancelled(ctx)),
         Err(e) => Discovery {
             tools: vec![],
-            problems: vec![format!("tool discovery failed: {e}")],
+            problems: vec![format!("tool discovery failed: {}", root_cause(&e))],
         },
     };
     ctx.state_mut(|s| {
@@ -639,6 +642,18 @@ fn assistant_entry(content: &str, calls: &[RequestedCall]) -> TranscriptEntry {
             .collect(),
         ..Default::default()
     }
+}
+
+/// The innermost message of an activity failure: the activity's own words
+/// (e.g. the provider's "401: bad key"), not the wrapper's "Activity task failed".
+fn root_cause(error: &ActivityExecutionError) -> String {
+    let Some(mut failure) = error.failure() else {
+        return error.to_string();
+    };
+    while let Some(cause) = failure.cause.as_deref() {
+        failure = cause;
+    }
+    failure.message.clone()
 }
 
 /// A tool as offered to the model.
