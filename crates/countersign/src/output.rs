@@ -18,7 +18,7 @@ pub fn approval_text(a: &PendingApproval) -> String {
          state      {state}\n\
          tool       {tool} ({kind}, effect {effect})\n\
          rule       {rule}\n\
-         run        {wf} (agent {agent}, requested by {requester})\n\
+         run        {wf} (agent {agent}, requested by {requester}){parent}\n\
          request    {request}\n\
          model says {reason}\n\
          expires    {expires}\n\
@@ -31,10 +31,19 @@ pub fn approval_text(a: &PendingApproval) -> String {
             .as_str_name()
             .trim_start_matches("APPROVAL_STATE_"),
         tool = tool.map_or("?", |t| t.name.as_str()),
-        kind = tool.map_or("?", |t| t.kind.as_str()),
+        kind = tool.map_or("?".into(), |t| if t.provider.is_empty() {
+            t.kind.clone()
+        } else {
+            format!("{} {}", t.kind, t.provider)
+        }),
         effect = a.effect_class,
         rule = a.rule,
         wf = a.workflow_id,
+        parent = if a.parent_workflow_id.is_empty() {
+            String::new()
+        } else {
+            format!(", sub-agent of {}", a.parent_workflow_id)
+        },
         agent = a.agent,
         requester = if a.requester.is_empty() {
             "-"
@@ -80,6 +89,15 @@ pub fn run_text(r: &RunState) -> String {
         r.mode,
         r.status().as_str_name().trim_start_matches("RUN_STATUS_")
     );
+    if !r.parent_workflow_id.is_empty() {
+        out.push_str(&format!("sub-agent of run {}\n", r.parent_workflow_id));
+    }
+    if r.continued > 0 {
+        out.push_str(&format!("continued as new {} times\n", r.continued));
+    }
+    for notice in &r.notices {
+        out.push_str(&format!("notice: {notice}\n"));
+    }
     out.push_str("transcript:\n");
     for e in &r.transcript {
         match e.role.as_str() {
