@@ -406,7 +406,7 @@ async fn edited_arguments_must_fit_the_tool() -> Result<()> {
             )
             .await;
         match bad {
-            Err(ApprovalsError::Rejected(m)) => {
+            Err(ApprovalsError::InvalidArguments(m)) => {
                 assert!(
                     m.contains("edited arguments do not fit the tool `pay`"),
                     "{m}"

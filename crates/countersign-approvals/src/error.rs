@@ -19,6 +19,9 @@ pub enum ApprovalsError {
     /// The reviewer saw other arguments than the call now waiting has.
     #[error("{0}")]
     StaleArguments(String),
+    /// Edited arguments do not fit the tool's JSON schema.
+    #[error("{0}")]
+    InvalidArguments(String),
     /// The run refused the decision for another reason (missing reviewer, bad kind, ...).
     #[error("decision refused: {0}")]
     Rejected(String),
@@ -41,6 +44,8 @@ pub(crate) fn from_rejection(message: String) -> ApprovalsError {
         ApprovalsError::AlreadyDecided(message)
     } else if message.starts_with("stale argumentsSha256") {
         ApprovalsError::StaleArguments(message)
+    } else if message.starts_with("edited arguments do not fit") {
+        ApprovalsError::InvalidArguments(message)
     } else {
         ApprovalsError::Rejected(message)
     }

@@ -43,6 +43,13 @@ pub struct AgentDefinition {
     /// Single tools the agent may call: built-ins, sub-agents, workflows.
     #[serde(default)]
     pub tools: Vec<ToolDefinition>,
+    /// The reviewer groups that may decide this agent's approvals (default
+    /// for every tool; empty: any authenticated reviewer).
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Where to announce approvals as they open and close (Slack, a webhook).
+    #[serde(default)]
+    pub notify: Option<NotifyConfig>,
     /// MCP servers whose tools the agent may call.
     #[serde(default)]
     pub mcp_servers: Vec<McpServer>,
@@ -86,6 +93,39 @@ pub enum ModelConfig {
     /// (OpenAI, Ollama, vLLM, LM Studio, ...).
     #[serde(alias = "openai_compatible")]
     Openai(OpenAiModel),
+}
+
+/// Where approvals are announced. Secrets are named by environment
+/// variable and read on the worker.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyConfig {
+    /// Slack channel (id or `#name`) for a Block Kit message with Approve /
+    /// Deny buttons per approval, updated once it is decided.
+    #[serde(default)]
+    pub slack_channel: Option<String>,
+    /// The environment variable with the Slack bot token (default `SLACK_BOT_TOKEN`).
+    #[serde(default)]
+    pub slack_token_env: Option<String>,
+    /// The Slack Web API base URL (default `https://slack.com/api`).
+    #[serde(default)]
+    pub slack_api_base_url: Option<String>,
+    /// A URL that receives an HMAC-signed JSON POST when an approval opens and when it closes.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// The environment variable with the webhook's HMAC secret.
+    #[serde(default)]
+    pub webhook_secret_env: Option<String>,
+    /// The dashboard's public URL, linked from messages.
+    #[serde(default)]
+    pub dashboard_url: Option<String>,
+}
+
+impl NotifyConfig {
+    /// Whether anything is configured.
+    pub fn is_active(&self) -> bool {
+        self.slack_channel.is_some() || self.webhook_url.is_some()
+    }
 }
 
 /// Settings of an OpenAI-compatible model.
@@ -168,6 +208,9 @@ pub struct ToolDefinition {
     /// Overrides the agent's `approval_expiry` for this tool.
     #[serde(default, with = "optional_duration_text")]
     pub approval_expiry: Option<Duration>,
+    /// Overrides the agent's `approvers` for this tool.
+    #[serde(default)]
+    pub approvers: Option<Vec<String>>,
     /// The implementation, when it is a built-in tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builtin: Option<BuiltinTool>,
@@ -469,6 +512,23 @@ impl AgentDefinition {
         if let ModelConfig::Openai(model) = &mut agent.model {
             resolve_url(&mut model.base_url, "model.base_url".into())?;
         }
+        if let Some(notify) = &mut agent.notify {
+            if let Some(url) = &mut notify.webhook_url {
+                resolve_url(url, "notify.webhook_url".into())?;
+            }
+            if let Some(url) = &mut notify.slack_api_base_url {
+                resolve_url(url, "notify.slack_api_base_url".into())?;
+            }
+            if let Some(url) = &mut notify.dashboard_url {
+                resolve_url(url, "notify.dashboard_url".into())?;
+            }
+            if notify.webhook_url.is_some() != notify.webhook_secret_env.is_some() {
+                return Err(invalid(
+                    "notify.webhook_secret_env".into(),
+                    "a webhook needs `webhook_url` and `webhook_secret_env` (its HMAC secret) together".into(),
+                ));
+            }
+        }
         Ok(agent)
     }
 
@@ -673,6 +733,33 @@ impl AgentDefinition {
             })
             .max_by_key(|e| rank(*e))
             .unwrap_or(EffectClass::Read)
+    }
+
+    /// The reviewer groups that may decide a call to `tool`: the tool's or
+    /// its source's `approvers`, else the agent's.
+    pub fn approver_groups(&self, tool: &crate::catalog::CatalogTool) -> Vec<String> {
+        use crate::catalog::ToolKind;
+        let own = match tool.kind {
+            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow => {
+                self.tool(&tool.name).and_then(|t| t.approvers.clone())
+            }
+            ToolKind::Mcp => self
+                .mcp_servers
+                .iter()
+                .find(|s| s.name == tool.provider)
+                .and_then(|s| s.approvers.clone()),
+            ToolKind::Openapi => self
+                .openapi
+                .iter()
+                .find(|a| a.name == tool.provider)
+                .and_then(|a| a.approvers.clone()),
+            ToolKind::Connector => self
+                .connectors
+                .iter()
+                .find(|c| c.prefix() == tool.provider)
+                .and_then(|c| c.approvers.clone()),
+        };
+        own.unwrap_or_else(|| self.approvers.clone())
     }
 
     /// The tool of that name, if the agent declares it.

@@ -80,6 +80,10 @@ pub struct McpServer {
     /// Which tools need approval; absent: the effect-class defaults.
     #[serde(default)]
     pub require_approval: Option<RequireApproval>,
+    /// The reviewer groups that may decide calls to this source's tools
+    /// (default: the agent's `approvers`).
+    #[serde(default)]
+    pub approvers: Option<Vec<String>>,
     /// Effect classes by tool name; they override the server's annotations
     /// (`readOnlyHint` → `read`, otherwise `write_external`).
     #[serde(default)]
@@ -116,6 +120,10 @@ pub struct OpenApiSource {
     /// methods `write_external`.
     #[serde(default)]
     pub require_approval: Option<RequireApproval>,
+    /// The reviewer groups that may decide calls to this source's tools
+    /// (default: the agent's `approvers`).
+    #[serde(default)]
+    pub approvers: Option<Vec<String>>,
     /// Effect classes by operationId.
     #[serde(default)]
     pub effects: BTreeMap<String, EffectClass>,
@@ -163,6 +171,10 @@ pub struct Connector {
     /// Which actions need approval; absent: the effect-class defaults.
     #[serde(default)]
     pub require_approval: Option<RequireApproval>,
+    /// The reviewer groups that may decide calls to this source's tools
+    /// (default: the agent's `approvers`).
+    #[serde(default)]
+    pub approvers: Option<Vec<String>>,
     /// Effect classes by action name, overriding the connector's own.
     #[serde(default)]
     pub effects: BTreeMap<String, EffectClass>,

@@ -3,6 +3,7 @@
 
 use crate::catalog::{Discovery, discover};
 use crate::model::{ModelError, ModelTurn, ModelTurnRequest, play_turn};
+use crate::notify::{NotifyOutcome, NotifyRequest};
 use crate::tools::{ToolError, ToolInvocation, ToolOutput, run_tool};
 use countersign_policy::agent::AgentDefinition;
 use std::sync::Arc;
@@ -59,6 +60,21 @@ impl CountersignActivities {
                 ModelError::Fatal(message) => ApplicationFailure::non_retryable(message),
             })
         })
+    }
+
+    /// Announces an approval (Slack, webhook). Never fails: problems are
+    /// reported in the outcome, so a chat outage cannot hold up a run.
+    #[activity(name = "notify")]
+    pub async fn notify(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        request: NotifyRequest,
+    ) -> Result<NotifyOutcome, ActivityError> {
+        let outcome = crate::notify::notify(&self.http, &request).await;
+        for problem in &outcome.problems {
+            tracing::warn!(problem, "notification failed");
+        }
+        Ok(outcome)
     }
 
     /// Runs a tool. Refusals become error results for the model; transient

@@ -8,6 +8,7 @@
 pub mod activities;
 pub mod catalog;
 pub mod model;
+pub mod notify;
 pub mod tools;
 pub mod workflow;
 

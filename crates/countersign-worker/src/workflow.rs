@@ -13,8 +13,9 @@ mod children;
 use crate::activities::CountersignActivities;
 use crate::catalog::{self, Discovery};
 use crate::model::{ModelTurn, ModelTurnRequest, RequestedCall, ToolSpec};
+use crate::notify::{NotifyEvent, NotifyRequest, SlackMessage};
 use crate::tools::{ToolInvocation, ToolOutput};
-use countersign_policy::agent::DEFAULT_CONTINUE_AS_NEW_AFTER;
+use countersign_policy::agent::{DEFAULT_CONTINUE_AS_NEW_AFTER, NotifyConfig};
 use countersign_policy::catalog::{CatalogTool, ToolBinding};
 use countersign_policy::run::{AgentRunInput, CarriedState};
 use countersign_policy::schema::check_arguments;
@@ -86,8 +87,15 @@ struct Cancelled;
 
 /// How a gated call ended.
 enum Resolution {
-    Approved { arguments: Value },
-    Denied { reviewer: String, reason: String },
+    Approved {
+        arguments: Value,
+        /// The reviewer who changed the arguments, if one did.
+        edited_by: Option<String>,
+    },
+    Denied {
+        reviewer: String,
+        reason: String,
+    },
     Expired,
 }
 
@@ -405,6 +413,9 @@ fn open_approval(
         tool_call_id: call.id.clone(),
         state: ApprovalState::Pending as i32,
         parent_workflow_id: s.input.parent_workflow_id.clone(),
+        approver_groups: tool
+            .map(|t| s.input.agent.approver_groups(t))
+            .unwrap_or_else(|| s.input.agent.approvers.clone()),
     });
     ctx.state_mut(|s| s.state.approvals.push(approval));
     CallPlan::Gated(call, approval_id)
@@ -426,27 +437,55 @@ async fn carry_out(
         CallPlan::Gated(call, approval_id) => (call, approval_id),
     };
     let expiry = ctx.state(|s| s.approval_expiry(&call.name));
-    let mut timer = Box::pin(ctx.timer(expiry));
-    let mut decided = Box::pin(ctx.wait_condition(|s: &AgentRun| !s.is_pending(approval_id)));
-    let expired = select! {
-        outcome = decided => {
-            timer.cancel();
-            if outcome.is_err() {
-                return Err(Cancelled);
+    let waiting = async {
+        let mut timer = Box::pin(ctx.timer(expiry));
+        let mut decided = Box::pin(ctx.wait_condition(|s: &AgentRun| !s.is_pending(approval_id)));
+        select! {
+            outcome = decided => {
+                timer.cancel();
+                outcome.map(|_| false).map_err(|_| Cancelled)
             }
-            false
+            _ = timer => Ok(true),
         }
-        _ = timer => true,
+    };
+    // Announcing runs alongside the wait: a slow chat service never delays
+    // a decision or the expiry.
+    let notify = ctx.state(|s| s.input.agent.notify.clone().filter(|n| n.is_active()));
+    let (slack_message, expired) = match &notify {
+        Some(config) => {
+            let (posted, expired) =
+                futures::join!(announce_pending(ctx, config, approval_id), waiting);
+            (posted, expired?)
+        }
+        None => (None, waiting.await?),
     };
     if expired {
         let now = ctx.workflow_time();
         ctx.state_mut(|s| s.expire(approval_id, now));
     }
     publish(ctx);
+    if let Some(config) = &notify {
+        announce_decided(ctx, config, approval_id, slack_message).await;
+    }
     let resolution = ctx.state(|s| s.resolution(approval_id));
     Ok(match resolution {
-        Resolution::Approved { arguments } => {
-            execute_tool(ctx, call, &arguments, approval_id).await
+        Resolution::Approved {
+            arguments,
+            edited_by,
+        } => {
+            let output = execute_tool(ctx, call, &arguments, approval_id).await;
+            match edited_by {
+                // The model must know it did not get exactly what it asked for.
+                Some(reviewer) => ToolOutput {
+                    content: format!(
+                        "Note: reviewer {reviewer} changed the arguments before approving; the tool ran with {}.\n{}",
+                        countersign_proto::canonical_json(&arguments),
+                        output.content
+                    ),
+                    is_error: output.is_error,
+                },
+                None => output,
+            }
         }
         Resolution::Denied { reviewer, reason } => ToolOutput::error(format!(
             "denied by {reviewer}: {}. The tool did not run.",
@@ -495,6 +534,67 @@ async fn execute_tool(
     )
     .await
     .unwrap_or_else(|e| ToolOutput::error(format!("the tool failed: {}", root_cause(&e))))
+}
+
+/// Posts a new approval to the agent's notification channels; answers the
+/// Slack message to update once it is decided.
+async fn announce_pending(
+    ctx: &WorkflowContext<AgentRun>,
+    config: &NotifyConfig,
+    approval_id: &str,
+) -> Option<SlackMessage> {
+    let approval = ctx.state(|s| s.approval(approval_id).cloned())?;
+    let request = NotifyRequest {
+        config: config.clone(),
+        event: NotifyEvent::Pending { approval },
+    };
+    ctx.execute_activity(
+        CountersignActivities::notify,
+        request,
+        notify_activity_options(),
+    )
+    .await
+    .ok()
+    .and_then(|outcome| outcome.slack_message)
+}
+
+/// Tells the notification channels how an approval ended (decided from any
+/// channel, or expired); updates the Slack message in place.
+async fn announce_decided(
+    ctx: &WorkflowContext<AgentRun>,
+    config: &NotifyConfig,
+    approval_id: &str,
+    slack_message: Option<SlackMessage>,
+) {
+    let Some((approval, decision)) = ctx.state(|s| {
+        let approval = s.approval(approval_id).cloned()?;
+        let decision = s
+            .state
+            .decisions
+            .iter()
+            .rev()
+            .find(|d| d.approval_id == approval_id && d.accepted)
+            .cloned();
+        Some((approval, decision))
+    }) else {
+        return;
+    };
+    let request = NotifyRequest {
+        config: config.clone(),
+        event: NotifyEvent::Decided {
+            approval,
+            decision,
+            slack_message,
+        },
+    };
+    // The outcome only matters to the logs (the activity logs problems).
+    let _ = ctx
+        .execute_activity(
+            CountersignActivities::notify,
+            request,
+            notify_activity_options(),
+        )
+        .await;
 }
 
 /// Lists the tools of MCP servers and OpenAPI documents (an activity: it
@@ -677,6 +777,16 @@ fn discovery_activity_options() -> ActivityOptions {
                 .build(),
         )
         .build()
+}
+
+/// Notifications: a few quick attempts (the activity reports, rather than
+/// fails on, a channel that is down).
+fn notify_activity_options() -> ActivityOptions {
+    activity_options(
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    )
 }
 
 /// Model calls may be slow; retries back off up to 30 s.

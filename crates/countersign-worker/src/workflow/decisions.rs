@@ -245,12 +245,15 @@ impl AgentRun {
             .rev()
             .find(|r| r.approval_id == approval_id && r.accepted);
         match approval.state() {
-            ApprovalState::Approved | ApprovalState::ApprovedWithEdits => Resolution::Approved {
-                arguments: decision
-                    .and_then(|r| r.edited_arguments.as_ref())
-                    .map(struct_to_json)
-                    .unwrap_or_else(|| approval_arguments(approval)),
-            },
+            ApprovalState::Approved | ApprovalState::ApprovedWithEdits => {
+                let edited = decision.and_then(|r| r.edited_arguments.as_ref());
+                Resolution::Approved {
+                    arguments: edited
+                        .map(struct_to_json)
+                        .unwrap_or_else(|| approval_arguments(approval)),
+                    edited_by: edited.and(decision).map(|r| r.reviewer.clone()),
+                }
+            }
             ApprovalState::Denied => Resolution::Denied {
                 reviewer: decision.map(|r| r.reviewer.clone()).unwrap_or_default(),
                 reason: decision.map(|r| r.reason.clone()).unwrap_or_default(),

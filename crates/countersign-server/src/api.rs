@@ -1,0 +1,9 @@
+//! (being written)
+
+use crate::AppState;
+use axum::Router;
+
+/// The routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+}

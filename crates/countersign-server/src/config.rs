@@ -1,0 +1,190 @@
+//! The server's configuration file (TOML): reviewers with their token
+//! hashes and groups, and the Slack settings.
+//!
+//! ```toml
+//! [[reviewers]]
+//! id = "bob@example.com"                 # recorded as the reviewer of bob's decisions
+//! token_sha256 = "9f86d0…"               # hex SHA-256 of bob's bearer token; never the token
+//! groups = ["finance"]                   # may decide approvals whose approver groups include one of these
+//! slack_user_id = "U024BE7LH"            # optional: bob's Slack user, for Approve / Deny buttons
+//!
+//! [slack]
+//! signing_secret_env = "SLACK_SIGNING_SECRET"   # the variable holding the signing secret
+//! bot_token_env = "SLACK_BOT_TOKEN"
+//! api_base_url = "https://slack.com/api"
+//! ```
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The configuration of `countersign serve`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Who may decide, and how they authenticate.
+    #[serde(default)]
+    pub reviewers: Vec<Reviewer>,
+    /// Slack interactivity settings; absent: `/slack/interactions` answers 404.
+    #[serde(default)]
+    pub slack: Option<SlackConfig>,
+    /// Dashboard settings.
+    #[serde(default)]
+    pub dashboard: DashboardConfig,
+}
+
+/// A reviewer: an identity, a token (as its hash) and groups.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reviewer {
+    /// The identity recorded on decisions (an email or service name).
+    pub id: String,
+    /// Lowercase hex SHA-256 of the reviewer's bearer token.
+    pub token_sha256: String,
+    /// The groups the reviewer belongs to.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The reviewer's Slack user id, for decisions from Slack buttons.
+    #[serde(default)]
+    pub slack_user_id: Option<String>,
+}
+
+impl Reviewer {
+    /// Whether this reviewer may decide an approval whose approver groups
+    /// are `allowed` (empty: anyone authenticated).
+    pub fn may_decide(&self, allowed: &[String]) -> bool {
+        allowed.is_empty() || allowed.iter().any(|g| self.groups.contains(g))
+    }
+}
+
+/// Slack settings; secrets are named by environment variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// The environment variable holding the app's signing secret.
+    #[serde(default = "default_signing_secret_env")]
+    pub signing_secret_env: String,
+    /// The environment variable holding the bot token (for `views.open`).
+    #[serde(default = "default_bot_token_env")]
+    pub bot_token_env: String,
+    /// The Slack Web API base URL.
+    #[serde(default = "default_slack_api")]
+    pub api_base_url: String,
+}
+
+fn default_signing_secret_env() -> String {
+    "SLACK_SIGNING_SECRET".into()
+}
+fn default_bot_token_env() -> String {
+    "SLACK_BOT_TOKEN".into()
+}
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
+}
+
+/// Dashboard settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Mark the session cookie `Secure` (serve the dashboard over HTTPS).
+    #[serde(default)]
+    pub secure_cookies: bool,
+}
+
+/// Why a configuration file was refused. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot read the server config: {error}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// The file is not valid TOML or does not fit the format (line and column included).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value that cannot work.
+    #[error("{path}: {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl ServerConfig {
+    /// Reads and validates a configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.to_owned(),
+            error,
+        })?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and validates configuration TOML; `path` names it in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: ServerConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let invalid = |problem: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            problem,
+        };
+        let mut ids = std::collections::HashSet::new();
+        let mut hashes = std::collections::HashSet::new();
+        for (i, r) in config.reviewers.iter().enumerate() {
+            if r.id.trim().is_empty() {
+                return Err(invalid(format!("reviewers[{i}].id must not be empty")));
+            }
+            if r.token_sha256.len() != 64 || !r.token_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+            {
+                return Err(invalid(format!(
+                    "reviewers[{i}].token_sha256 must be 64 hex digits (the SHA-256 of the token, e.g. from `countersign token new`)"
+                )));
+            }
+            if !ids.insert(r.id.as_str()) {
+                return Err(invalid(format!(
+                    "reviewers[{i}].id `{}` appears twice",
+                    r.id
+                )));
+            }
+            if !hashes.insert(r.token_sha256.to_ascii_lowercase()) {
+                return Err(invalid(format!(
+                    "reviewers[{i}].token_sha256 is the same as another reviewer's"
+                )));
+            }
+        }
+        Ok(config)
+    }
+
+    /// The reviewer whose token this is. Compares hashes, so the time taken
+    /// does not depend on how much of a secret matched.
+    pub fn reviewer_by_token(&self, token: &str) -> Option<&Reviewer> {
+        let hash = token_sha256(token);
+        self.reviewers
+            .iter()
+            .find(|r| r.token_sha256.eq_ignore_ascii_case(&hash))
+    }
+
+    /// The reviewer with this Slack user id.
+    pub fn reviewer_by_slack_user(&self, slack_user_id: &str) -> Option<&Reviewer> {
+        self.reviewers
+            .iter()
+            .find(|r| r.slack_user_id.as_deref() == Some(slack_user_id))
+    }
+}
+
+/// Lowercase hex SHA-256 of a token: what the config stores.
+pub fn token_sha256(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}

@@ -1,0 +1,43 @@
+//! `countersign serve`: the HTTP API, the dashboard and the Slack
+//! interactivity endpoint. Every route is a front end to the approvals crate,
+//! the one place that sends decisions; the reviewer recorded on a decision
+//! is always the authenticated identity, never a field the client fills in.
+//!
+//! [`app`] builds the whole router from an [`AppState`], so tests drive it
+//! with `oneshot` and `countersign serve` binds it to a listener.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod dashboard;
+pub mod problem;
+pub mod slack;
+
+use axum::Router;
+use axum::routing::get;
+use countersign_approvals::Approvals;
+use std::sync::Arc;
+
+pub use config::{ConfigError, Reviewer, ServerConfig};
+pub use problem::Problem;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// Sends decisions and reads runs.
+    pub approvals: Approvals,
+    /// Reviewers, tokens, Slack settings.
+    pub config: Arc<ServerConfig>,
+    /// The task queue `POST /runs` starts runs on.
+    pub task_queue: String,
+}
+
+/// The whole HTTP surface: API, dashboard, Slack, health, OpenAPI document.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .merge(dashboard::routes())
+        .merge(slack::routes())
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(state)
+}
