@@ -427,10 +427,31 @@ async fn edited_arguments_must_fit_the_tool() -> Result<()> {
             )
             .await?;
         assert_eq!(outcome.state(), ApprovalState::ApprovedWithEdits);
-        env.result(&id).await?;
+        let state = env.result(&id).await?;
         let payments = env.sink.received("/payments");
         assert_eq!(payments.len(), 1);
         assert_eq!(payments[0].body["amount"], 60);
+        // The audit trail keeps both versions; the model is told about the edit.
+        let approval = approval_of(&state, "pay");
+        assert_eq!(
+            countersign_proto::struct_to_json(approval.arguments.as_ref().unwrap())["amount"],
+            120
+        );
+        let accepted = state.decisions.iter().find(|d| d.accepted).unwrap();
+        assert_eq!(
+            countersign_proto::struct_to_json(accepted.edited_arguments.as_ref().unwrap())["amount"],
+            60
+        );
+        let result = state
+            .transcript
+            .iter()
+            .find(|e| e.role == "tool" && e.tool_call_id == approval.tool_call_id)
+            .unwrap();
+        assert!(
+            result.content.starts_with("Note: reviewer bob changed the arguments before approving"),
+            "{}",
+            result.content
+        );
         Ok(())
     })
     .await

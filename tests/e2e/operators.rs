@@ -56,6 +56,20 @@ async fn temporal_cli_signal_with_hand_written_json_resumes_the_run() -> Result<
         let id = env.start(env.agent(&pay_agent())?, "pay invoice 7").await?;
         let approval = env.pending(&id, 1).await?.remove(0);
 
+        // An operator finds the waiting run by its search attribute.
+        let query = format!("CountersignStatus = 'AwaitingApproval' AND WorkflowId = '{id}'");
+        let listed = wait_for("the run in `temporal workflow list --query`", || async {
+            let out = tokio::process::Command::new(countersign::devserver::temporal_cli().ok()?)
+                .args(["workflow", "list", "--address", server_address(), "--query", &query, "-o", "json"])
+                .output()
+                .await
+                .ok()?;
+            let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).ok()?;
+            rows.into_iter().next()
+        })
+        .await?;
+        assert_eq!(listed["execution"]["workflowId"], id.as_str(), "{listed}");
+
         // Malformed payloads: recorded as rejected, the run stays healthy.
         temporal_signal(&id, r#"{"approvalId": 42, "kind": "DECISION_KIND_APPROVE"}"#).await?;
         temporal_signal(&id, r#""approve please""#).await?;
