@@ -211,6 +211,10 @@ pub struct ToolDefinition {
     /// Overrides the agent's `approvers` for this tool.
     #[serde(default)]
     pub approvers: Option<Vec<String>>,
+    /// A condition on the arguments that adds approval when it holds, e.g.
+    /// `"amount > 100 and currency != \"USD\""` (see `countersign_policy::condition`).
+    #[serde(default)]
+    pub approval_when: Option<String>,
     /// The implementation, when it is a built-in tool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builtin: Option<BuiltinTool>,
@@ -429,6 +433,20 @@ impl AgentDefinition {
             problem,
         };
         agent.validate().map_err(|(f, p)| invalid(f, p))?;
+        for (field, condition) in agent.conditions() {
+            if let Err(e) = crate::condition::Condition::parse(condition) {
+                // Point at the condition inside the file: its first occurrence.
+                let at = text
+                    .find(condition)
+                    .map(|start| line_and_column(text, start + e.offset))
+                    .map(|(line, column)| format!(" (line {line}, column {column})"))
+                    .unwrap_or_default();
+                return Err(invalid(
+                    field,
+                    format!("condition `{condition}` does not parse{at}: {}", e.message),
+                ));
+            }
+        }
         let resolve_path = |p: &mut PathBuf, field: String| -> Result<(), AgentFileError> {
             let expanded =
                 expand_env(&p.to_string_lossy(), env).map_err(|problem| invalid(field, problem))?;
@@ -762,6 +780,78 @@ impl AgentDefinition {
         own.unwrap_or_else(|| self.approvers.clone())
     }
 
+    /// The condition that adds approval to calls of `tool`, if any: the
+    /// tool's `approval_when`, or its source's entry for it. Validated at
+    /// load, so it parses.
+    pub fn approval_condition(
+        &self,
+        tool: &crate::catalog::CatalogTool,
+    ) -> Option<crate::condition::Condition> {
+        use crate::catalog::ToolKind;
+        let unqualified = tool
+            .name
+            .strip_prefix(&format!("{}.", tool.provider))
+            .unwrap_or(&tool.name);
+        let text = match tool.kind {
+            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow => {
+                self.tool(&tool.name).and_then(|t| t.approval_when.clone())
+            }
+            ToolKind::Mcp => self
+                .mcp_servers
+                .iter()
+                .find(|s| s.name == tool.provider)
+                .and_then(|s| s.approval_when.get(unqualified).cloned()),
+            ToolKind::Openapi => self
+                .openapi
+                .iter()
+                .find(|a| a.name == tool.provider)
+                .and_then(|a| a.approval_when.get(unqualified).cloned()),
+            ToolKind::Connector => self
+                .connectors
+                .iter()
+                .find(|c| c.prefix() == tool.provider)
+                .and_then(|c| c.approval_when.get(unqualified).cloned()),
+        }?;
+        crate::condition::Condition::parse(&text).ok()
+    }
+
+    /// Every condition in the file, with its TOML field path.
+    fn conditions(&self) -> Vec<(String, &str)> {
+        let mut all: Vec<(String, &str)> = self
+            .tools
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                t.approval_when
+                    .as_deref()
+                    .map(|c| (format!("tools[{i}].approval_when"), c))
+            })
+            .collect();
+        let sources = self
+            .mcp_servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("mcp_servers[{i}]"), &s.approval_when))
+            .chain(
+                self.openapi
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| (format!("openapi[{i}]"), &a.approval_when)),
+            )
+            .chain(
+                self.connectors
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (format!("connectors[{i}]"), &c.approval_when)),
+            );
+        for (field, conditions) in sources {
+            for (tool, condition) in conditions {
+                all.push((format!("{field}.approval_when.{tool}"), condition.as_str()));
+            }
+        }
+        all
+    }
+
     /// The tool of that name, if the agent declares it.
     pub fn tool(&self, name: &str) -> Option<&ToolDefinition> {
         self.tools.iter().find(|t| t.name == name)
@@ -780,6 +870,14 @@ impl ScriptedStep {
     pub fn step_id(&self, index: usize) -> String {
         self.id.clone().unwrap_or_else(|| index.to_string())
     }
+}
+
+/// 1-based line and column of a byte offset.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
 }
 
 fn is_http_url(text: &str) -> bool {
@@ -980,6 +1078,26 @@ builtin = { kind = "append_todo", path = "todo.txt" }
         ));
         assert!(e.contains("field `tools[0].effect`"), "{e}");
         assert!(e.contains("must be `money`"), "{e}");
+    }
+
+    #[test]
+    fn conditions_are_checked_at_load_with_line_and_column() {
+        let e = error_of(&GOOD.replace(
+            "name = \"todo\"",
+            "name = \"todo\"\napproval_when = \"amount = 100\"",
+        ));
+        assert!(e.contains("field `tools[1].approval_when`"), "{e}");
+        assert!(e.contains("(line 29, column 25)"), "{e}");
+        assert!(e.contains("`==`"), "{e}");
+        let good = parse(&GOOD.replace(
+            "name = \"todo\"",
+            "name = \"todo\"\napproval_when = \"len(item) > 40\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            good.tool("todo").unwrap().approval_when.as_deref(),
+            Some("len(item) > 40")
+        );
     }
 
     #[test]

@@ -132,6 +132,36 @@ pub fn evaluate(tool: Option<&ToolPolicy>, mode: RunMode) -> Verdict {
     verdict(needs, rule)
 }
 
+/// Adds a condition to a verdict: when the call would run without approval
+/// and the condition holds on its arguments (or cannot be decided), it needs
+/// approval after all. A condition never removes approval.
+pub fn apply_condition(
+    verdict: Verdict,
+    condition: Option<&crate::condition::Condition>,
+    arguments: &serde_json::Value,
+) -> Verdict {
+    let Some(condition) = condition else {
+        return verdict;
+    };
+    if verdict.needs_approval {
+        return verdict;
+    }
+    let rule = match condition.evaluate(arguments) {
+        Ok(false) => return verdict,
+        Ok(true) => format!("condition: `{}` holds, needs approval", condition.source()),
+        Err(problem) => format!(
+            "condition: `{}` could not be decided ({problem}), needs approval",
+            condition.source()
+        ),
+    };
+    Verdict {
+        needs_approval: true,
+        required_approvals: verdict.required_approvals.max(1),
+        rule,
+        ..verdict
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +256,29 @@ mod tests {
             let auto = evaluate(Some(&t), RunMode::Autonomous).needs_approval;
             let asked = evaluate(Some(&t), RunMode::UserRequested).needs_approval;
             prop_assert!(auto || !asked);
+        }
+    }
+
+    proptest! {
+        /// A condition only ever adds approval: whatever the tool, mode,
+        /// condition and arguments, a call that needed approval still does.
+        #[test]
+        fn conditions_never_remove_approval(
+            effect in prop_oneof![Just(EffectClass::Read), Just(EffectClass::WriteOwn), Just(EffectClass::WriteExternal), Just(EffectClass::Money)],
+            flag in prop_oneof![Just(None), Just(Some(true)), Just(Some(false))],
+            autonomous in any::<bool>(),
+            threshold in -1000i64..1000,
+            amount in prop_oneof![Just(serde_json::Value::Null), (-2000i64..2000).prop_map(serde_json::Value::from), Just(serde_json::json!("text"))],
+        ) {
+            let mode = if autonomous { RunMode::Autonomous } else { RunMode::UserRequested };
+            let base = evaluate(Some(&tool(effect, flag)), mode);
+            let condition = crate::condition::Condition::parse(&format!("amount > {threshold}")).unwrap();
+            let args = serde_json::json!({ "amount": amount });
+            let with = apply_condition(base.clone(), Some(&condition), &args);
+            prop_assert!(with.needs_approval || !base.needs_approval);
+            if effect == EffectClass::Money {
+                prop_assert!(with.needs_approval);
+            }
         }
     }
 }

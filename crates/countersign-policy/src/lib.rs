@@ -7,9 +7,10 @@
 
 pub mod agent;
 pub mod catalog;
+pub mod condition;
 mod evaluate;
 pub mod run;
 pub mod schema;
 pub mod sources;
 
-pub use evaluate::{EffectClass, RunMode, ToolPolicy, Verdict, evaluate};
+pub use evaluate::{EffectClass, RunMode, ToolPolicy, Verdict, apply_condition, evaluate};

@@ -84,6 +84,10 @@ pub struct McpServer {
     /// (default: the agent's `approvers`).
     #[serde(default)]
     pub approvers: Option<Vec<String>>,
+    /// Conditions on arguments that add approval, by tool name (see
+    /// `countersign_policy::condition`), e.g. `{ send = "domain(to) != \"example.com\"" }`.
+    #[serde(default)]
+    pub approval_when: BTreeMap<String, String>,
     /// Effect classes by tool name; they override the server's annotations
     /// (`readOnlyHint` → `read`, otherwise `write_external`).
     #[serde(default)]
@@ -124,6 +128,10 @@ pub struct OpenApiSource {
     /// (default: the agent's `approvers`).
     #[serde(default)]
     pub approvers: Option<Vec<String>>,
+    /// Conditions on arguments that add approval, by tool name (see
+    /// `countersign_policy::condition`), e.g. `{ send = "domain(to) != \"example.com\"" }`.
+    #[serde(default)]
+    pub approval_when: BTreeMap<String, String>,
     /// Effect classes by operationId.
     #[serde(default)]
     pub effects: BTreeMap<String, EffectClass>,
@@ -175,6 +183,10 @@ pub struct Connector {
     /// (default: the agent's `approvers`).
     #[serde(default)]
     pub approvers: Option<Vec<String>>,
+    /// Conditions on arguments that add approval, by tool name (see
+    /// `countersign_policy::condition`), e.g. `{ send = "domain(to) != \"example.com\"" }`.
+    #[serde(default)]
+    pub approval_when: BTreeMap<String, String>,
     /// Effect classes by action name, overriding the connector's own.
     #[serde(default)]
     pub effects: BTreeMap<String, EffectClass>,

@@ -19,7 +19,7 @@ use countersign_policy::agent::{DEFAULT_CONTINUE_AS_NEW_AFTER, NotifyConfig};
 use countersign_policy::catalog::{CatalogTool, ToolBinding};
 use countersign_policy::run::{AgentRunInput, CarriedState};
 use countersign_policy::schema::check_arguments;
-use countersign_policy::{RunMode, evaluate};
+use countersign_policy::{RunMode, apply_condition, evaluate};
 use countersign_proto::contract::{self, APPROVAL_ID_SEPARATOR};
 use countersign_proto::{
     ApprovalState, Decision, DecisionOutcome, PendingApproval, RunState, RunStatus, ToolCall,
@@ -378,7 +378,12 @@ fn open_approval(
     model_reason: &str,
     now: Option<SystemTime>,
 ) -> CallPlan {
-    let verdict = evaluate(tool.map(|t| t.policy()).as_ref(), mode);
+    let condition = tool.and_then(|t| ctx.state(|s| s.input.agent.approval_condition(t)));
+    let verdict = apply_condition(
+        evaluate(tool.map(|t| t.policy()).as_ref(), mode),
+        condition.as_ref(),
+        &call.arguments,
+    );
     if !verdict.needs_approval {
         return CallPlan::Run(call);
     }
