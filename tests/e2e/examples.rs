@@ -36,6 +36,10 @@ fn every_example_agent_loads_and_calls_only_its_own_tools() -> Result<()> {
                 );
             }
         }
+        let report = countersign::policy_check::report(&agent);
+        for tool in &offered {
+            assert!(report.contains(tool.as_str()), "{report}");
+        }
         loaded.push(agent.name);
     }
     loaded.sort();
@@ -82,5 +86,46 @@ spec = "api.yaml"
     assert!(error.contains("agent.toml"), "{error}");
     assert!(error.contains("openapi `api`"), "{error}");
     assert!(error.contains("line"), "{error}");
+    Ok(())
+}
+
+#[test]
+fn policy_check_explains_conditions_quorum_and_who_decides() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("agent.toml");
+    std::fs::write(
+        &path,
+        r#"
+name = "payer"
+separation_of_duties = true
+[groups]
+finance = ["bob@example.com", "carol@example.com"]
+[model]
+provider = "scripted"
+[[model.steps]]
+say = "hi"
+[[tools]]
+name = "pay"
+approvers = ["finance"]
+quorum = 2
+quorum_when = "amount > 1000"
+builtin = { kind = "payment_request", url = "http://127.0.0.1:9/pay" }
+[[tools]]
+name = "note"
+requires_approval = false
+approval_when = "len(text) > 200"
+builtin = { kind = "http_post", url = "http://127.0.0.1:9/note" }
+"#,
+    )?;
+    let report = countersign::policy_check::report(&countersign::cli::load_agent(&path)?);
+    for expected in [
+        "pay (builtin, effect money): autonomous → approval, user_requested → approval",
+        "2 distinct approvers when `amount > 1000` (otherwise 1)",
+        "decided by groups finance (bob@example.com, carol@example.com), never the run's requester",
+        "note (builtin, effect write_external): autonomous → runs, user_requested → runs",
+        "also needs approval when `len(text) > 200`",
+    ] {
+        assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+    }
     Ok(())
 }

@@ -281,7 +281,9 @@ async fn stored_histories_replay_on_current_code() -> Result<()> {
         "mcp.json",
         "openai.json",
         "parallel.json",
+        "quorum.json",
         "signal_edit.json",
+        "sticky.json",
         "sub_agent.json",
     ] {
         assert!(

@@ -57,3 +57,217 @@ builtin = { kind = "http_post", url = "{sink}/refunds" }
     })
     .await
 }
+
+const QUORUM_AGENT: &str = r#"
+name = "t-quorum"
+approval_expiry = "1h"
+separation_of_duties = true
+
+[groups]
+finance = ["alice@example.com", "bob@example.com", "carol@example.com"]
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+say = "Paying a large invoice."
+calls = [{ tool = "pay", arguments = { to = "acme", amount = 1200, currency = "EUR" } }]
+
+[[model.steps]]
+say = "Paid: {last_result}"
+
+[[tools]]
+name = "pay"
+approvers = ["finance"]
+quorum = 2
+quorum_when = "amount > 1000"
+builtin = { kind = "payment_request", url = "{sink}/payments" }
+"#;
+
+#[tokio::test]
+async fn a_quorum_needs_distinct_approvers_from_the_group_and_never_the_requester() -> Result<()> {
+    use countersign_approvals::{ApprovalsError, ApproveOptions};
+    use countersign_proto::ApprovalState;
+    let env = TestEnv::new("quorum").await?;
+    env.with_worker(async {
+        let id = env.start(env.agent(QUORUM_AGENT)?, "pay the big invoice").await?;
+        let gate = env.pending(&id, 1).await?.remove(0);
+        assert_eq!(gate.required_approvals, 2);
+        assert_eq!(gate.approver_groups, ["finance"]);
+        assert!(gate.separation_of_duties);
+        let approve = |who: &'static str| {
+            let id = gate.approval_id.clone();
+            let approvals = env.approvals.clone();
+            async move { approvals.approve(&id, who, ApproveOptions::default()).await }
+        };
+
+        let outsider = approve("mallory@example.com").await;
+        assert!(matches!(&outsider, Err(ApprovalsError::NotAllowed(m)) if m.contains("finance")), "{outsider:?}");
+        let requester = approve("alice@example.com").await;
+        assert!(matches!(&requester, Err(ApprovalsError::NotAllowed(m)) if m.contains("separation of duties")), "{requester:?}");
+
+        let first = approve("bob@example.com").await?;
+        assert!(first.accepted);
+        assert_eq!(first.state(), ApprovalState::Pending);
+        assert_eq!(first.message, "approval 1 of 2 given by bob@example.com");
+        // The same reviewer again counts once.
+        let again = approve("bob@example.com").await?;
+        assert_eq!(again.state(), ApprovalState::Pending);
+        let edits = env
+            .approvals
+            .approve(
+                &gate.approval_id,
+                "carol@example.com",
+                ApproveOptions {
+                    edited_arguments: Some(serde_json::json!({"to": "acme", "amount": 1, "currency": "EUR"})),
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert!(edits.is_err(), "edits under a quorum: {edits:?}");
+        let still = env.approvals.pending_of_run(&id).await?;
+        assert_eq!(still[0].approvals_given, ["bob@example.com"]);
+        assert!(env.sink.received("/payments").is_empty(), "paid with one approval of two");
+
+        let second = approve("carol@example.com").await?;
+        assert_eq!(second.state(), ApprovalState::Approved);
+        let state = env.result(&id).await?;
+        assert_eq!(state.status(), RunStatus::Completed);
+        assert_eq!(env.sink.received("/payments").len(), 1);
+        env.record_and_replay(&id, "quorum").await
+    })
+    .await
+}
+
+#[tokio::test]
+async fn below_the_quorum_threshold_one_approval_is_enough_and_a_denial_ends_it() -> Result<()> {
+    use countersign_approvals::ApproveOptions;
+    use countersign_proto::ApprovalState;
+    let env = TestEnv::new("quorum-small").await?;
+    let agent = env.agent(&QUORUM_AGENT.replace("amount = 1200", "amount = 90"))?;
+    env.with_worker(async {
+        let id = env.start(agent, "pay the small invoice").await?;
+        let gate = env.pending(&id, 1).await?.remove(0);
+        assert_eq!(gate.required_approvals, 1);
+        let outcome = env
+            .approvals
+            .approve(
+                &gate.approval_id,
+                "bob@example.com",
+                ApproveOptions::default(),
+            )
+            .await?;
+        assert_eq!(outcome.state(), ApprovalState::Approved);
+        env.result(&id).await?;
+        assert_eq!(env.sink.received("/payments").len(), 1);
+
+        // With a quorum in progress, one denial ends it.
+        let id = env
+            .start(env.agent(QUORUM_AGENT)?, "pay the big invoice")
+            .await?;
+        let gate = env.pending(&id, 1).await?.remove(0);
+        env.approvals
+            .approve(
+                &gate.approval_id,
+                "bob@example.com",
+                ApproveOptions::default(),
+            )
+            .await?;
+        let denied = env
+            .approvals
+            .deny(&gate.approval_id, "carol@example.com", "not this month")
+            .await?;
+        assert_eq!(denied.state(), ApprovalState::Denied);
+        env.result(&id).await?;
+        assert_eq!(
+            env.sink.received("/payments").len(),
+            1,
+            "the denied payment ran"
+        );
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_sticky_approval_covers_later_calls_of_the_tool_but_never_money() -> Result<()> {
+    use countersign_approvals::{ApprovalsError, ApproveOptions};
+    let env = TestEnv::new("sticky").await?;
+    let agent = env.agent(
+        r#"
+name = "t-sticky"
+approval_expiry = "1h"
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+say = "First update."
+calls = [{ tool = "post", arguments = { text = "one" } }]
+
+[[model.steps]]
+say = "Second update."
+calls = [{ tool = "post", arguments = { text = "two" } }]
+
+[[model.steps]]
+say = "Paying."
+calls = [{ tool = "pay", arguments = { to = "acme", amount = 5, currency = "EUR" } }]
+
+[[model.steps]]
+say = "Done."
+
+[[tools]]
+name = "post"
+builtin = { kind = "http_post", url = "{sink}/posts" }
+
+[[tools]]
+name = "pay"
+builtin = { kind = "payment_request", url = "{sink}/payments" }
+"#,
+    )?;
+    env.with_worker(async {
+        let id = env.start(agent, "post twice, then pay").await?;
+        let first = env.pending(&id, 1).await?.remove(0);
+        env.approvals
+            .approve(
+                &first.approval_id,
+                "bob@example.com",
+                ApproveOptions {
+                    for_rest_of_run: true,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        // The second post rides on it; the payment still waits.
+        let payment = env.pending(&id, 1).await?.remove(0);
+        assert_eq!(payment.tool.as_ref().unwrap().name, "pay");
+        assert_eq!(env.sink.received("/posts").len(), 2);
+        let sticky_money = env
+            .approvals
+            .approve(
+                &payment.approval_id,
+                "bob@example.com",
+                ApproveOptions {
+                    for_rest_of_run: true,
+                    ..Default::default()
+                },
+            )
+            .await;
+        assert!(
+            matches!(&sticky_money, Err(ApprovalsError::Rejected(m)) if m.contains("never allowed for money")),
+            "{sticky_money:?}"
+        );
+        env.approvals
+            .approve(&payment.approval_id, "bob@example.com", ApproveOptions::default())
+            .await?;
+        let state = env.result(&id).await?;
+        assert_eq!(state.status(), RunStatus::Completed);
+        let rode: Vec<_> = state.decisions.iter().filter(|d| d.channel == "sticky").collect();
+        assert_eq!(rode.len(), 1);
+        assert_eq!(rode[0].rode_on, first.approval_id);
+        assert_eq!(state.sticky_approvals.len(), 1);
+        assert_eq!(env.sink.received("/posts")[1].idempotency_key, rode[0].approval_id);
+        env.record_and_replay(&id, "sticky").await
+    })
+    .await
+}

@@ -19,6 +19,9 @@ pub enum ApprovalsError {
     /// The reviewer saw other arguments than the call now waiting has.
     #[error("{0}")]
     StaleArguments(String),
+    /// The reviewer may not decide this call (approver groups, separation of duties).
+    #[error("{0}")]
+    NotAllowed(String),
     /// Edited arguments do not fit the tool's JSON schema.
     #[error("{0}")]
     InvalidArguments(String),
@@ -44,6 +47,8 @@ pub(crate) fn from_rejection(message: String) -> ApprovalsError {
         ApprovalsError::AlreadyDecided(message)
     } else if message.starts_with("stale argumentsSha256") {
         ApprovalsError::StaleArguments(message)
+    } else if message.starts_with("not allowed:") {
+        ApprovalsError::NotAllowed(message)
     } else if message.starts_with("edited arguments do not fit") {
         ApprovalsError::InvalidArguments(message)
     } else {

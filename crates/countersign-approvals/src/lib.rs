@@ -75,7 +75,12 @@ pub struct ApproveOptions {
     /// Replaces the arguments the call runs with (a JSON object).
     pub edited_arguments: Option<Value>,
     /// The `argumentsSha256` the reviewer saw; refused if the call's differs.
+    /// With `for_rest_of_run`, it also limits the sticky approval to calls
+    /// with these same arguments.
     pub arguments_sha256: Option<String>,
+    /// Approve this tool for the rest of the run (scope `RUN`, a sticky
+    /// approval); never allowed for money.
+    pub for_rest_of_run: bool,
 }
 
 /// The approvals client.
@@ -336,7 +341,11 @@ pub fn approve_decision(
         reason: options.reason,
         edited_arguments,
         arguments_sha256: options.arguments_sha256.unwrap_or_default(),
-        scope: DecisionScope::Once as i32,
+        scope: if options.for_rest_of_run {
+            DecisionScope::Run
+        } else {
+            DecisionScope::Once
+        } as i32,
     })
 }
 

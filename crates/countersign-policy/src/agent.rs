@@ -47,6 +47,14 @@ pub struct AgentDefinition {
     /// for every tool; empty: any authenticated reviewer).
     #[serde(default)]
     pub approvers: Vec<String>,
+    /// Reviewer groups and their members: group name → reviewer ids. The
+    /// groups named in `approvers` must be defined here; the run refuses a
+    /// decision from anyone outside them.
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// The run's requester may not approve the run's own calls.
+    #[serde(default)]
+    pub separation_of_duties: bool,
     /// Where to announce approvals as they open and close (Slack, a webhook).
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
@@ -211,6 +219,16 @@ pub struct ToolDefinition {
     /// Overrides the agent's `approvers` for this tool.
     #[serde(default)]
     pub approvers: Option<Vec<String>>,
+    /// How many distinct reviewers must approve a call (default 1).
+    #[serde(default)]
+    pub quorum: Option<u32>,
+    /// The quorum applies only when this condition holds (e.g. `amount > 1000`);
+    /// otherwise one approval is enough.
+    #[serde(default)]
+    pub quorum_when: Option<String>,
+    /// Overrides the agent's `separation_of_duties` for this tool.
+    #[serde(default)]
+    pub separation_of_duties: Option<bool>,
     /// A condition on the arguments that adds approval when it holds, e.g.
     /// `"amount > 100 and currency != \"USD\""` (see `countersign_policy::condition`).
     #[serde(default)]
@@ -574,6 +592,72 @@ impl AgentDefinition {
                 "must be at least 20 events".into(),
             ));
         }
+        let mut named_groups: Vec<(String, &Vec<String>)> =
+            vec![("approvers".into(), &self.approvers)];
+        for (i, t) in self.tools.iter().enumerate() {
+            if let Some(groups) = &t.approvers {
+                named_groups.push((format!("tools[{i}].approvers"), groups));
+            }
+            if t.quorum == Some(0) {
+                return Err((format!("tools[{i}].quorum"), "must be at least 1".into()));
+            }
+            if t.quorum_when.is_some() && t.quorum.is_none() {
+                return Err((
+                    format!("tools[{i}].quorum_when"),
+                    "needs `quorum` (how many approvers when it holds)".into(),
+                ));
+            }
+            if let Some(q) = t.quorum {
+                let members = t
+                    .approvers
+                    .as_ref()
+                    .unwrap_or(&self.approvers)
+                    .iter()
+                    .filter_map(|g| self.groups.get(g))
+                    .flatten()
+                    .collect::<std::collections::HashSet<_>>()
+                    .len();
+                if members > 0 && (members as u32) < q {
+                    return Err((
+                        format!("tools[{i}].quorum"),
+                        format!(
+                            "{q} approvers are required but the approver groups have only {members} members"
+                        ),
+                    ));
+                }
+            }
+        }
+        for (field, groups) in self
+            .mcp_servers
+            .iter()
+            .map(|s| (format!("mcp_servers.{}.approvers", s.name), &s.approvers))
+            .chain(
+                self.openapi
+                    .iter()
+                    .map(|a| (format!("openapi.{}.approvers", a.name), &a.approvers)),
+            )
+            .chain(
+                self.connectors
+                    .iter()
+                    .map(|c| (format!("connectors.{}.approvers", c.prefix()), &c.approvers)),
+            )
+        {
+            if let Some(groups) = groups {
+                named_groups.push((field, groups));
+            }
+        }
+        for (field, groups) in named_groups {
+            for group in groups {
+                if !self.groups.contains_key(group) {
+                    return Err((
+                        field,
+                        format!(
+                            "group `{group}` is not defined in [groups] (group = [reviewer ids])"
+                        ),
+                    ));
+                }
+            }
+        }
         // Tool names and source prefixes share one namespace: `a` and `a.x`
         // must not be confused, and two sources must not share a prefix.
         let mut seen = std::collections::HashSet::new();
@@ -815,18 +899,62 @@ impl AgentDefinition {
         crate::condition::Condition::parse(&text).ok()
     }
 
+    /// The reviewers who may decide a call to `tool`: the members of its
+    /// approver groups (empty: anyone).
+    pub fn eligible_reviewers(&self, tool: &crate::catalog::CatalogTool) -> Vec<String> {
+        let mut reviewers: Vec<String> = self
+            .approver_groups(tool)
+            .iter()
+            .filter_map(|g| self.groups.get(g))
+            .flatten()
+            .cloned()
+            .collect();
+        reviewers.sort();
+        reviewers.dedup();
+        reviewers
+    }
+
+    /// How many distinct approvals a call to `tool` with `arguments` needs
+    /// once it is gated: the tool's `quorum` when its `quorum_when` holds
+    /// (or cannot be decided: fail-closed), else 1.
+    pub fn quorum_for(
+        &self,
+        tool: &crate::catalog::CatalogTool,
+        arguments: &serde_json::Value,
+    ) -> u32 {
+        let Some(definition) = self.tool(&tool.name) else {
+            return 1;
+        };
+        let Some(quorum) = definition.quorum else {
+            return 1;
+        };
+        let applies = match &definition.quorum_when {
+            None => true,
+            Some(text) => crate::condition::Condition::parse(text)
+                .map(|c| c.evaluate(arguments).unwrap_or(true))
+                .unwrap_or(true),
+        };
+        if applies { quorum.max(1) } else { 1 }
+    }
+
+    /// Whether the requester is barred from approving calls to `tool`.
+    pub fn separation_of_duties_for(&self, tool: &crate::catalog::CatalogTool) -> bool {
+        self.tool(&tool.name)
+            .and_then(|t| t.separation_of_duties)
+            .unwrap_or(self.separation_of_duties)
+    }
+
     /// Every condition in the file, with its TOML field path.
     fn conditions(&self) -> Vec<(String, &str)> {
-        let mut all: Vec<(String, &str)> = self
-            .tools
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| {
-                t.approval_when
-                    .as_deref()
-                    .map(|c| (format!("tools[{i}].approval_when"), c))
-            })
-            .collect();
+        let mut all: Vec<(String, &str)> = Vec::new();
+        for (i, t) in self.tools.iter().enumerate() {
+            if let Some(c) = t.approval_when.as_deref() {
+                all.push((format!("tools[{i}].approval_when"), c));
+            }
+            if let Some(c) = t.quorum_when.as_deref() {
+                all.push((format!("tools[{i}].quorum_when"), c));
+            }
+        }
         let sources = self
             .mcp_servers
             .iter()

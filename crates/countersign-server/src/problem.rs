@@ -69,6 +69,7 @@ impl From<ApprovalsError> for Problem {
                 StatusCode::CONFLICT
             }
             ApprovalsError::InvalidArguments(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApprovalsError::NotAllowed(_) => StatusCode::FORBIDDEN,
             ApprovalsError::Rejected(_) | ApprovalsError::InvalidDecision(_) => {
                 StatusCode::BAD_REQUEST
             }

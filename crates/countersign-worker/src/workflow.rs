@@ -77,6 +77,9 @@ enum CallPlan {
     Run(RequestedCall),
     /// Waits for the decision on this approval.
     Gated(RequestedCall, String),
+    /// Approved at once by a sticky (RUN-scoped) approval; runs under this
+    /// approval id, recorded in the audit trail.
+    RodeOn(RequestedCall, String),
     /// Cannot run as asked (e.g. arguments that do not fit the tool): the
     /// model gets this error without bothering a reviewer.
     Refused(RequestedCall, String),
@@ -323,7 +326,10 @@ impl AgentRun {
 impl CallPlan {
     fn call(&self) -> &RequestedCall {
         match self {
-            CallPlan::Run(call) | CallPlan::Gated(call, _) | CallPlan::Refused(call, _) => call,
+            CallPlan::Run(call)
+            | CallPlan::Gated(call, _)
+            | CallPlan::RodeOn(call, _)
+            | CallPlan::Refused(call, _) => call,
         }
     }
 }
@@ -409,7 +415,9 @@ fn open_approval(
         arguments_sha256: arguments_sha256(&call.arguments),
         effect_class: verdict.effect.as_str().to_string(),
         rule: verdict.rule.clone(),
-        required_approvals: verdict.required_approvals,
+        required_approvals: tool
+            .map_or(1, |t| s.input.agent.quorum_for(t, &call.arguments))
+            .max(verdict.required_approvals),
         approvals_given: vec![],
         requested_at: now.map(timestamp),
         expires_at: now.map(|t| timestamp(t + expiry)),
@@ -421,9 +429,23 @@ fn open_approval(
         approver_groups: tool
             .map(|t| s.input.agent.approver_groups(t))
             .unwrap_or_else(|| s.input.agent.approvers.clone()),
+        approvers: tool
+            .map(|t| s.input.agent.eligible_reviewers(t))
+            .unwrap_or_default(),
+        separation_of_duties: tool
+            .map_or(s.input.agent.separation_of_duties, |t| {
+                s.input.agent.separation_of_duties_for(t)
+            }),
     });
+    let sticky = ctx.state(|s| s.sticky_grant(&approval).cloned());
     ctx.state_mut(|s| s.state.approvals.push(approval));
-    CallPlan::Gated(call, approval_id)
+    match sticky {
+        Some(grant) => {
+            ctx.state_mut(|s| s.ride_on(&approval_id, &grant, now));
+            CallPlan::RodeOn(call, approval_id)
+        }
+        None => CallPlan::Gated(call, approval_id),
+    }
 }
 
 /// Runs one planned call to its tool result.
@@ -439,6 +461,9 @@ async fn carry_out(
             return Ok(execute_tool(ctx, call, &call.arguments, &key).await);
         }
         CallPlan::Refused(_, problem) => return Ok(ToolOutput::error(problem.clone())),
+        CallPlan::RodeOn(call, approval_id) => {
+            return Ok(execute_tool(ctx, call, &call.arguments, approval_id).await);
+        }
         CallPlan::Gated(call, approval_id) => (call, approval_id),
     };
     let expiry = ctx.state(|s| s.approval_expiry(&call.name));

@@ -123,9 +123,13 @@ enum ApprovalsCommand {
         /// Run the call with these arguments instead (a JSON object).
         #[arg(long)]
         arguments: Option<String>,
-        /// The argumentsSha256 you reviewed; refused if the call's differs.
+        /// The argumentsSha256 you reviewed; refused if the call's differs
+        /// (with --for-rest-of-run: only calls with these arguments ride on it).
         #[arg(long)]
         arguments_sha256: Option<String>,
+        /// Approve this tool for the rest of the run (a sticky approval; never for money).
+        #[arg(long)]
+        for_rest_of_run: bool,
         /// Who decides (default: $COUNTERSIGN_REVIEWER, else $USER).
         #[arg(long)]
         reviewer: Option<String>,
@@ -329,6 +333,7 @@ async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
             reason,
             arguments,
             arguments_sha256,
+            for_rest_of_run,
             reviewer,
             signal,
         } => {
@@ -346,6 +351,7 @@ async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
                 reason,
                 edited_arguments,
                 arguments_sha256,
+                for_rest_of_run,
             };
             if signal {
                 let decision = countersign_approvals::approve_decision(&id, &reviewer, options)?;

@@ -4,9 +4,10 @@
 
 use super::{AgentRun, Resolution, approval_arguments, timestamp};
 use countersign_policy::schema::check_arguments;
+use countersign_policy::EffectClass;
 use countersign_proto::{
     ApprovalState, Decision, DecisionKind, DecisionOutcome, DecisionRecord, DecisionScope,
-    PendingApproval, struct_to_json,
+    PendingApproval, StickyApproval, struct_to_json,
 };
 use std::time::SystemTime;
 use temporalio_common::data_converters::RawValue;
@@ -105,17 +106,61 @@ impl AgentRun {
         if d.reviewer.trim().is_empty() {
             return Err("reviewer is required: every decision names who took it".into());
         }
+        let reviewer = d.reviewer.trim();
+        if !approval.approvers.is_empty() && !approval.approvers.iter().any(|r| r == reviewer) {
+            return Err(format!(
+                "not allowed: `{reviewer}` is not in the approver groups of this call ({})",
+                approval.approver_groups.join(", ")
+            ));
+        }
+        if d.kind() == DecisionKind::Approve
+            && approval.separation_of_duties
+            && reviewer == approval.requester
+        {
+            return Err(format!(
+                "not allowed: separation of duties: `{reviewer}` asked for this run and cannot approve its calls"
+            ));
+        }
+        if d.kind() == DecisionKind::Approve
+            && approval.approvals_given.iter().any(|r| r == reviewer)
+        {
+            return Err(format!(
+                "already approved by {reviewer}: {} of {} approvals given; the others must come from other reviewers",
+                approval.approvals_given.len(),
+                approval.required_approvals
+            ));
+        }
+        if approval.required_approvals > 1 && d.edited_arguments.is_some() {
+            return Err(format!(
+                "editedArguments are refused on a call that needs {} approvers: they would change what the others approve",
+                approval.required_approvals
+            ));
+        }
         if !d.arguments_sha256.is_empty() && d.arguments_sha256 != approval.arguments_sha256 {
             return Err(format!(
                 "stale argumentsSha256: the reviewer saw arguments hashing to {}, the call waiting has {}",
                 d.arguments_sha256, approval.arguments_sha256
             ));
         }
-        if d.scope() == DecisionScope::Run {
-            return Err(
-                "scope DECISION_SCOPE_RUN (sticky approval) is not supported yet; decide each call"
-                    .into(),
-            );
+        if d.scope() == DecisionScope::Run && d.kind() == DecisionKind::Approve {
+            if approval.effect_class == EffectClass::Money.as_str() {
+                return Err(
+                    "scope DECISION_SCOPE_RUN is never allowed for money: each payment is approved on its own"
+                        .into(),
+                );
+            }
+            if approval.required_approvals > 1 {
+                return Err(
+                    "scope DECISION_SCOPE_RUN is refused on a call that needs several approvers"
+                        .into(),
+                );
+            }
+            if d.edited_arguments.is_some() {
+                return Err(
+                    "scope DECISION_SCOPE_RUN approves the tool as the model calls it; it cannot carry editedArguments"
+                        .into(),
+                );
+            }
         }
         if let Some(edited) = &d.edited_arguments {
             if d.kind() == DecisionKind::Deny {
@@ -156,6 +201,7 @@ impl AgentRun {
             decided_at: now.map(timestamp),
             channel: channel.to_string(),
             edited_arguments: d.edited_arguments.clone(),
+            scope: d.scope,
             ..Default::default()
         };
         let (accepted, state, message) = match self.check_decision(&d) {
@@ -165,22 +211,39 @@ impl AgentRun {
                     .map_or(ApprovalState::Unspecified, |a| a.state());
                 (false, current, rejection)
             }
-            Ok(_) => {
+            Ok(approval) => {
+                let given = approval.approvals_given.len() as u32 + 1;
+                let required = approval.required_approvals.max(1);
+                let tool = approval.tool.as_ref().map(|t| t.name.clone()).unwrap_or_default();
                 let (new_state, verb) = match (d.kind(), d.edited_arguments.is_some()) {
-                    (DecisionKind::Deny, _) => (ApprovalState::Denied, "denied"),
+                    (DecisionKind::Deny, _) => (ApprovalState::Denied, "denied".to_string()),
+                    // A quorum in progress: counted, still pending.
+                    (_, _) if given < required => (
+                        ApprovalState::Pending,
+                        format!("approval {given} of {required} given"),
+                    ),
                     (_, true) => (
                         ApprovalState::ApprovedWithEdits,
-                        "approved with edited arguments",
+                        "approved with edited arguments".to_string(),
                     ),
-                    (_, false) => (ApprovalState::Approved, "approved"),
+                    (_, false) => (ApprovalState::Approved, "approved".to_string()),
                 };
+                let reviewer = d.reviewer.trim().to_string();
+                if d.scope() == DecisionScope::Run && new_state == ApprovalState::Approved {
+                    self.state.sticky_approvals.push(StickyApproval {
+                        tool,
+                        arguments_sha256: d.arguments_sha256.clone(),
+                        reviewer: reviewer.clone(),
+                        approval_id: d.approval_id.clone(),
+                    });
+                }
                 if let Some(approval) = self.approval_mut(&d.approval_id) {
                     approval.state = new_state as i32;
-                    if new_state != ApprovalState::Denied {
-                        approval.approvals_given.push(d.reviewer.clone());
+                    if d.kind() == DecisionKind::Approve {
+                        approval.approvals_given.push(reviewer.clone());
                     }
                 }
-                (true, new_state, format!("{verb} by {}", d.reviewer))
+                (true, new_state, format!("{verb} by {reviewer}"))
             }
         };
         record.accepted = accepted;
@@ -194,6 +257,53 @@ impl AgentRun {
         };
         self.state.decisions.push(record);
         outcome
+    }
+
+    /// The sticky approval that covers a newly gated call, if any: same tool,
+    /// same arguments when the grant names them, never money, one approver.
+    pub(super) fn sticky_grant(&self, approval: &PendingApproval) -> Option<&StickyApproval> {
+        if approval.effect_class == EffectClass::Money.as_str() || approval.required_approvals > 1
+        {
+            return None;
+        }
+        let tool = approval.tool.as_ref()?;
+        self.state.sticky_approvals.iter().find(|g| {
+            g.tool == tool.name
+                && (g.arguments_sha256.is_empty() || g.arguments_sha256 == approval.arguments_sha256)
+                && (approval.approvers.is_empty() || approval.approvers.contains(&g.reviewer))
+        })
+    }
+
+    /// Approves a new approval on the strength of a sticky one, and says so
+    /// in the audit trail.
+    pub(super) fn ride_on(
+        &mut self,
+        approval_id: &str,
+        grant: &StickyApproval,
+        now: Option<SystemTime>,
+    ) {
+        if let Some(approval) = self.approval_mut(approval_id) {
+            approval.state = ApprovalState::Approved as i32;
+            approval.approvals_given.push(grant.reviewer.clone());
+        }
+        self.state.decisions.push(DecisionRecord {
+            approval_id: approval_id.to_string(),
+            tool: grant.tool.clone(),
+            kind: DecisionKind::Approve as i32,
+            reviewer: grant.reviewer.clone(),
+            reason: format!("covered by the sticky approval `{}`", grant.approval_id),
+            decided_at: now.map(timestamp),
+            accepted: true,
+            message: format!(
+                "approved by {}'s sticky approval `{}` (scope RUN)",
+                grant.reviewer, grant.approval_id
+            ),
+            resulting_state: ApprovalState::Approved as i32,
+            channel: "sticky".into(),
+            scope: DecisionScope::Run as i32,
+            rode_on: grant.approval_id.clone(),
+            ..Default::default()
+        });
     }
 
     /// Records a signal payload that was not a decision at all.
