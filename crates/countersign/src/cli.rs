@@ -41,6 +41,19 @@ enum Command {
     /// Lists, shows and decides pending approvals.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Checks agent files and shows their effective policy.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum PolicyCommand {
+    /// Validates an agent file and prints, tool by tool, when a call needs
+    /// approval and who may decide.
+    Check {
+        /// The agent file.
+        agent: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -178,6 +191,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Worker { task_queue } => run_worker(&task_queue).await,
         Command::Run(command) => run_command(command).await,
         Command::Approvals(command) => approvals_command(command).await,
+        Command::Policy(PolicyCommand::Check { agent }) => {
+            let agent = load_agent(&agent)?;
+            print!("{}", crate::policy_check::report(&agent));
+            Ok(())
+        }
     }
 }
 

@@ -94,6 +94,11 @@ fn write_tool(out: &mut String, agent: &AgentDefinition, tool: &CatalogTool, pad
                 .unwrap_or_default()
         );
     }
+    let never_gated = !evaluate(Some(&policy), RunMode::Autonomous).needs_approval
+        && agent.approval_condition(tool).is_none();
+    if never_gated {
+        return;
+    }
     let groups = agent.approver_groups(tool);
     let who = if groups.is_empty() {
         "any reviewer".to_string()
