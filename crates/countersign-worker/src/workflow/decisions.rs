@@ -408,3 +408,124 @@ impl AgentRun {
         text
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use countersign_policy::agent::AgentDefinition;
+    use countersign_policy::run::AgentRunInput;
+    use countersign_proto::{RunState, ToolRef};
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    const REVIEWERS: [&str; 4] = ["alice", "bob", "carol", "dave"];
+
+    /// A run holding one pending approval that needs `required` approvers,
+    /// asked for by alice, decidable by bob, carol and dave (and alice,
+    /// unless separation of duties applies).
+    fn run_with_approval(required: u32, separation_of_duties: bool) -> AgentRun {
+        let agent = AgentDefinition::from_toml(
+            "name = \"t\"\n[model]\nprovider = \"scripted\"\n[[model.steps]]\nsay = \"hi\"\n",
+            Path::new("t.toml"),
+            Path::new("."),
+            &|_| None,
+        )
+        .unwrap();
+        let approval = PendingApproval {
+            approval_id: "wf~1".into(),
+            requester: "alice".into(),
+            tool: Some(ToolRef {
+                kind: "builtin".into(),
+                provider: String::new(),
+                name: "post".into(),
+            }),
+            effect_class: "write_external".into(),
+            required_approvals: required,
+            approvers: REVIEWERS.iter().map(|r| r.to_string()).collect(),
+            separation_of_duties,
+            state: ApprovalState::Pending as i32,
+            ..Default::default()
+        };
+        AgentRun {
+            input: AgentRunInput {
+                agent,
+                prompt: String::new(),
+                mode: None,
+                requester: "alice".into(),
+                conversation_id: String::new(),
+                parent_workflow_id: String::new(),
+                carried: None,
+            },
+            state: RunState {
+                approvals: vec![approval],
+                ..Default::default()
+            },
+            catalog: vec![],
+            turns_taken: 0,
+            published: None,
+        }
+    }
+
+    fn decision(reviewer: &str, approve: bool, sticky: bool) -> Decision {
+        Decision {
+            approval_id: "wf~1".into(),
+            kind: if approve {
+                DecisionKind::Approve
+            } else {
+                DecisionKind::Deny
+            } as i32,
+            reviewer: reviewer.into(),
+            reason: "r".into(),
+            scope: if sticky {
+                DecisionScope::Run
+            } else {
+                DecisionScope::Once
+            } as i32,
+            ..Default::default()
+        }
+    }
+
+    proptest! {
+        /// Whatever decisions arrive, in whatever order: an approval ends
+        /// approved only with `required` distinct eligible approvers, never
+        /// with the requester's approval under separation of duties, and
+        /// once it has ended nothing changes it.
+        #[test]
+        fn quorum_never_completes_with_fewer_distinct_approvers(
+            required in 1u32..4,
+            separation in any::<bool>(),
+            decisions in prop::collection::vec((0usize..5, prop::bool::weighted(0.8), any::<bool>()), 0..12),
+        ) {
+            let mut run = run_with_approval(required, separation);
+            let mut ended_as: Option<ApprovalState> = None;
+            for (who, approve, sticky) in decisions {
+                let reviewer = REVIEWERS.get(who).copied().unwrap_or("mallory");
+                run.apply_decision(decision(reviewer, approve, sticky), None, "update");
+                let approval = run.approval("wf~1").unwrap();
+                if let Some(ended) = ended_as {
+                    prop_assert_eq!(approval.state(), ended, "a closed approval changed");
+                    continue;
+                }
+                let mut given = approval.approvals_given.clone();
+                given.sort();
+                given.dedup();
+                prop_assert_eq!(given.len(), approval.approvals_given.len(), "a reviewer counted twice");
+                prop_assert!(!approval.approvals_given.iter().any(|r| r == "mallory"));
+                if separation {
+                    prop_assert!(!approval.approvals_given.iter().any(|r| r == "alice"));
+                }
+                match approval.state() {
+                    ApprovalState::Approved | ApprovalState::ApprovedWithEdits => {
+                        prop_assert!(approval.approvals_given.len() as u32 >= required);
+                        ended_as = Some(approval.state());
+                    }
+                    ApprovalState::Denied => ended_as = Some(ApprovalState::Denied),
+                    ApprovalState::Pending => {
+                        prop_assert!((approval.approvals_given.len() as u32) < required);
+                    }
+                    other => prop_assert!(false, "unexpected state {:?}", other),
+                }
+            }
+        }
+    }
+}
