@@ -613,4 +613,26 @@ mod tests {
                 .contains("`$`")
         );
     }
+
+    /// The fuzz corpus (`fuzz/corpus/condition`) runs on every test run, so
+    /// inputs the fuzzer found stay fixed without a nightly toolchain.
+    #[test]
+    fn the_fuzz_corpus_never_panics() {
+        let corpus =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/condition");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&corpus).expect("the fuzz corpus") {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            let (condition, arguments) = text.split_once('\n').unwrap_or((text, "{}"));
+            if let Ok(condition) = Condition::parse(condition) {
+                let arguments = serde_json::from_str(arguments).unwrap_or(Value::Null);
+                let _ = condition.evaluate(&arguments);
+            }
+            seen += 1;
+        }
+        assert!(seen >= 10, "only {seen} corpus files");
+    }
 }
