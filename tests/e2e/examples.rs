@@ -125,7 +125,10 @@ builtin = { kind = "http_post", url = "http://127.0.0.1:9/note" }
         "note (builtin, effect write_external): autonomous → runs, user_requested → runs",
         "also needs approval when `len(text) > 200`",
     ] {
-        assert!(report.contains(expected), "missing {expected:?} in:\n{report}");
+        assert!(
+            report.contains(expected),
+            "missing {expected:?} in:\n{report}"
+        );
     }
     Ok(())
 }

@@ -432,10 +432,9 @@ fn open_approval(
         approvers: tool
             .map(|t| s.input.agent.eligible_reviewers(t))
             .unwrap_or_default(),
-        separation_of_duties: tool
-            .map_or(s.input.agent.separation_of_duties, |t| {
-                s.input.agent.separation_of_duties_for(t)
-            }),
+        separation_of_duties: tool.map_or(s.input.agent.separation_of_duties, |t| {
+            s.input.agent.separation_of_duties_for(t)
+        }),
     });
     let sticky = ctx.state(|s| s.sticky_grant(&approval).cloned());
     ctx.state_mut(|s| s.state.approvals.push(approval));

@@ -32,7 +32,11 @@ fn write_agent(out: &mut String, agent: &AgentDefinition, depth: usize) {
             out,
             "{pad}  mcp server `{}`: tools discovered when a run starts; {}",
             server.name,
-            source_rules(server.require_approval.as_ref(), &server.effects, &server.approval_when)
+            source_rules(
+                server.require_approval.as_ref(),
+                &server.effects,
+                &server.approval_when
+            )
         );
     }
     for api in &agent.openapi {
@@ -41,7 +45,11 @@ fn write_agent(out: &mut String, agent: &AgentDefinition, depth: usize) {
             "{pad}  openapi `{}` ({}): GET/HEAD read, other methods write_external; {}",
             api.name,
             api.spec,
-            source_rules(api.require_approval.as_ref(), &api.effects, &api.approval_when)
+            source_rules(
+                api.require_approval.as_ref(),
+                &api.effects,
+                &api.approval_when
+            )
         );
     }
     for tool in &agent.tools {
@@ -79,7 +87,11 @@ fn write_tool(out: &mut String, agent: &AgentDefinition, tool: &CatalogTool, pad
     let verdict = evaluate(Some(&policy), RunMode::Autonomous);
     let _ = writeln!(out, "{pad}      rule: {}", verdict.rule);
     if let Some(condition) = agent.approval_condition(tool) {
-        let _ = writeln!(out, "{pad}      also needs approval when `{}`", condition.source());
+        let _ = writeln!(
+            out,
+            "{pad}      also needs approval when `{}`",
+            condition.source()
+        );
     }
     if let Some(definition) = agent.tool(&tool.name)
         && let Some(quorum) = definition.quorum

@@ -3,8 +3,8 @@
 //! waiting call in the run loop notices them.
 
 use super::{AgentRun, Resolution, approval_arguments, timestamp};
-use countersign_policy::schema::check_arguments;
 use countersign_policy::EffectClass;
+use countersign_policy::schema::check_arguments;
 use countersign_proto::{
     ApprovalState, Decision, DecisionKind, DecisionOutcome, DecisionRecord, DecisionScope,
     PendingApproval, StickyApproval, struct_to_json,
@@ -214,7 +214,11 @@ impl AgentRun {
             Ok(approval) => {
                 let given = approval.approvals_given.len() as u32 + 1;
                 let required = approval.required_approvals.max(1);
-                let tool = approval.tool.as_ref().map(|t| t.name.clone()).unwrap_or_default();
+                let tool = approval
+                    .tool
+                    .as_ref()
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default();
                 let (new_state, verb) = match (d.kind(), d.edited_arguments.is_some()) {
                     (DecisionKind::Deny, _) => (ApprovalState::Denied, "denied".to_string()),
                     // A quorum in progress: counted, still pending.
@@ -262,14 +266,14 @@ impl AgentRun {
     /// The sticky approval that covers a newly gated call, if any: same tool,
     /// same arguments when the grant names them, never money, one approver.
     pub(super) fn sticky_grant(&self, approval: &PendingApproval) -> Option<&StickyApproval> {
-        if approval.effect_class == EffectClass::Money.as_str() || approval.required_approvals > 1
-        {
+        if approval.effect_class == EffectClass::Money.as_str() || approval.required_approvals > 1 {
             return None;
         }
         let tool = approval.tool.as_ref()?;
         self.state.sticky_approvals.iter().find(|g| {
             g.tool == tool.name
-                && (g.arguments_sha256.is_empty() || g.arguments_sha256 == approval.arguments_sha256)
+                && (g.arguments_sha256.is_empty()
+                    || g.arguments_sha256 == approval.arguments_sha256)
                 && (approval.approvers.is_empty() || approval.approvers.contains(&g.reviewer))
         })
     }
