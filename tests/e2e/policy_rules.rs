@@ -332,3 +332,99 @@ builtin = { kind = "payment_request", url = "{sink}/payments" }
     })
     .await
 }
+
+#[tokio::test]
+async fn a_batch_decides_each_approval_of_a_run_on_its_own() -> Result<()> {
+    use countersign_approvals::{ApprovalsError, ApproveOptions, approve_decision, deny_decision};
+    use countersign_proto::ApprovalState;
+    let env = TestEnv::new("batch").await?;
+    let agent = env.agent(
+        r#"
+name = "t-batch"
+approval_expiry = "1h"
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+say = "Three posts."
+calls = [
+  { tool = "post", arguments = { n = 1 } },
+  { tool = "post", arguments = { n = 2 } },
+  { tool = "post", arguments = { n = 3 } },
+]
+
+[[model.steps]]
+say = "Done."
+
+[[tools]]
+name = "post"
+builtin = { kind = "http_post", url = "{sink}/posts" }
+"#,
+    )?;
+    env.with_worker(async {
+        let id = env.start(agent, "post three times").await?;
+        let gates = env.pending(&id, 3).await?;
+        let batch = vec![
+            approve_decision(
+                &gates[0].approval_id,
+                "bob@example.com",
+                ApproveOptions::default(),
+            )?,
+            deny_decision(&gates[1].approval_id, "bob@example.com", "not this one"),
+            // Refused on its own: no reviewer.
+            approve_decision(&gates[2].approval_id, " ", ApproveOptions::default())?,
+        ];
+        let outcomes = env.approvals.decide_batch(batch).await?;
+        assert_eq!(outcomes.len(), 3);
+        assert_eq!(
+            outcomes[0].1.as_ref().unwrap().state(),
+            ApprovalState::Approved
+        );
+        assert_eq!(
+            outcomes[1].1.as_ref().unwrap().state(),
+            ApprovalState::Denied
+        );
+        assert!(
+            matches!(&outcomes[2].1, Err(ApprovalsError::Rejected(m)) if m.contains("reviewer")),
+            "{:?}",
+            outcomes[2]
+        );
+        // The third still waits; decide it alone, then all is done.
+        assert_eq!(
+            env.pending(&id, 1).await?[0].approval_id,
+            gates[2].approval_id
+        );
+        env.approvals
+            .approve(
+                &gates[2].approval_id,
+                "carol@example.com",
+                ApproveOptions::default(),
+            )
+            .await?;
+        env.result(&id).await?;
+        let mut posted: Vec<i64> = env
+            .sink
+            .received("/posts")
+            .iter()
+            .map(|r| r.body["n"].as_i64().unwrap())
+            .collect();
+        posted.sort();
+        assert_eq!(posted, [1, 3]);
+
+        // Approvals of two runs never go in one batch.
+        let mixed = env
+            .approvals
+            .decide_batch(vec![
+                deny_decision(&gates[0].approval_id, "bob@example.com", "x"),
+                deny_decision("other-run~abcd1234", "bob@example.com", "x"),
+            ])
+            .await;
+        assert!(
+            matches!(mixed, Err(ApprovalsError::InvalidDecision(_))),
+            "{mixed:?}"
+        );
+        Ok(())
+    })
+    .await
+}

@@ -282,6 +282,37 @@ impl Approvals {
             .map_err(|e| error::from_update(e, &approval_id))
     }
 
+    /// Decides several approvals of one run at once. Each decision is sent
+    /// and validated on its own (one refused does not stop the others); the
+    /// outcomes come back in the order given. Decisions for approvals of
+    /// different runs are refused up front, before anything is sent.
+    pub async fn decide_batch(
+        &self,
+        decisions: Vec<Decision>,
+    ) -> Result<Vec<(String, Result<DecisionOutcome, ApprovalsError>)>, ApprovalsError> {
+        let mut runs = decisions
+            .iter()
+            .map(|d| {
+                workflow_id_of_approval(&d.approval_id)
+                    .ok_or_else(|| ApprovalsError::InvalidApprovalId(d.approval_id.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        runs.sort();
+        runs.dedup();
+        if runs.len() > 1 {
+            return Err(ApprovalsError::InvalidDecision(format!(
+                "a batch decides approvals of one run; these belong to {}",
+                runs.join(", ")
+            )));
+        }
+        let outcomes = futures::future::join_all(decisions.into_iter().map(|d| async move {
+            let id = d.approval_id.clone();
+            (id, self.decide(d).await)
+        }))
+        .await;
+        Ok(outcomes)
+    }
+
     /// Sends a decision by the `approval_decision` signal (fire-and-forget:
     /// what the run cannot accept is recorded as rejected in its `run_state`).
     pub async fn send_decision(&self, decision: Decision) -> Result<(), ApprovalsError> {
