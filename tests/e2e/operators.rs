@@ -276,6 +276,7 @@ async fn stored_histories_replay_on_current_code() -> Result<()> {
         "continue_as_new.json",
         "crash_resume.json",
         "deny.json",
+        "escalate_expire.json",
         "expire.json",
         "invented_tool.json",
         "mcp.json",

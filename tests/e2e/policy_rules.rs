@@ -428,3 +428,114 @@ builtin = { kind = "http_post", url = "{sink}/posts" }
     })
     .await
 }
+
+const ESCALATING_AGENT: &str = r#"
+name = "t-escalate"
+approval_expiry = "3s"
+remind_after = "1s"
+escalate_after = "2s"
+escalate_to = ["managers"]
+approvers = ["finance"]
+
+[groups]
+finance = ["bob@example.com"]
+managers = ["carol@example.com"]
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+say = "Posting."
+calls = [{ tool = "post", arguments = { n = 1 } }]
+on_error = "gave_up"
+
+[[model.steps]]
+say = "Posted."
+
+[[model.steps]]
+id = "gave_up"
+say = "Not posted: {last_error}"
+
+[[tools]]
+name = "post"
+builtin = { kind = "http_post", url = "{sink}/posts" }
+"#;
+
+#[tokio::test]
+async fn a_waiting_call_is_reminded_then_escalated_then_expires() -> Result<()> {
+    use countersign_approvals::{ApprovalsError, ApproveOptions};
+    use countersign_proto::ApprovalState;
+    let env = TestEnv::new("escalate").await?;
+    env.with_worker(async {
+        // Escalated, then approved by the escalation group.
+        let id = env.start(env.agent(ESCALATING_AGENT)?, "post").await?;
+        let gate = env.pending(&id, 1).await?.remove(0);
+        let early = env
+            .approvals
+            .approve(
+                &gate.approval_id,
+                "carol@example.com",
+                ApproveOptions::default(),
+            )
+            .await;
+        assert!(
+            matches!(early, Err(ApprovalsError::NotAllowed(_))),
+            "{early:?}"
+        );
+        let escalated = wait_for("the escalation", || async {
+            let pending = env.approvals.pending_of_run(&id).await.ok()?;
+            pending
+                .into_iter()
+                .find(|a| a.approvers.iter().any(|r| r == "carol@example.com"))
+        })
+        .await?;
+        assert_eq!(escalated.approver_groups, ["finance", "managers"]);
+        let outcome = env
+            .approvals
+            .approve(
+                &gate.approval_id,
+                "carol@example.com",
+                ApproveOptions::default(),
+            )
+            .await?;
+        assert_eq!(outcome.state(), ApprovalState::Approved);
+        let state = env.result(&id).await?;
+        let messages: Vec<&str> = state.decisions.iter().map(|d| d.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "reminder: still waiting for a decision after 1s",
+                "escalated: managers may now decide",
+                "approved by carol@example.com"
+            ]
+        );
+        assert_eq!(env.sink.received("/posts").len(), 1);
+
+        // Nobody decides: reminder, escalation, then a fail-closed expiry.
+        let id = env.start(env.agent(ESCALATING_AGENT)?, "post").await?;
+        let state = env.result(&id).await?;
+        let channels: Vec<(&str, ApprovalState)> = state
+            .decisions
+            .iter()
+            .map(|d| (d.channel.as_str(), d.resulting_state()))
+            .collect();
+        assert_eq!(
+            channels,
+            [
+                ("timer", ApprovalState::Pending),
+                ("timer", ApprovalState::Pending),
+                ("timer", ApprovalState::Expired)
+            ]
+        );
+        assert!(
+            state
+                .final_answer
+                .starts_with("Not posted: approval expired"),
+            "{}",
+            state.final_answer
+        );
+        assert_eq!(env.sink.received("/posts").len(), 1, "the expired call ran");
+        env.record_and_replay(&id, "escalate_expire").await
+    })
+    .await
+}

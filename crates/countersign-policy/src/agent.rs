@@ -55,6 +55,17 @@ pub struct AgentDefinition {
     /// The run's requester may not approve the run's own calls.
     #[serde(default)]
     pub separation_of_duties: bool,
+    /// After this long without a decision, remind the approvers (an audit
+    /// record and a notification); must be shorter than the expiry.
+    #[serde(default, with = "optional_duration_text")]
+    pub remind_after: Option<Duration>,
+    /// After this long without a decision, escalate: notify, and let the
+    /// `escalate_to` groups decide too; must be shorter than the expiry.
+    #[serde(default, with = "optional_duration_text")]
+    pub escalate_after: Option<Duration>,
+    /// The groups that may decide once a call is escalated.
+    #[serde(default)]
+    pub escalate_to: Vec<String>,
     /// Where to announce approvals as they open and close (Slack, a webhook).
     #[serde(default)]
     pub notify: Option<NotifyConfig>,
@@ -79,6 +90,17 @@ pub const DEFAULT_CONTINUE_AS_NEW_AFTER: u32 = 8_000;
 
 fn default_expiry() -> Duration {
     DEFAULT_APPROVAL_EXPIRY
+}
+
+/// A step of waiting for a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitingStage {
+    /// Remind the approvers.
+    Remind,
+    /// Widen the approvers to the escalation groups and tell them.
+    Escalate,
+    /// Nobody decided: the call expires (fail-closed).
+    Expire,
 }
 
 /// How many model turns a run may take when the agent file does not say.
@@ -897,6 +919,22 @@ impl AgentDefinition {
                 .and_then(|c| c.approval_when.get(unqualified).cloned()),
         }?;
         crate::condition::Condition::parse(&text).ok()
+    }
+
+    /// The stages of waiting for a decision on a call that expires after
+    /// `expiry`, as offsets from when it opened, in order; always ends with
+    /// [`WaitingStage::Expire`]. Stages at or after the expiry are dropped.
+    pub fn waiting_stages(&self, expiry: Duration) -> Vec<(Duration, WaitingStage)> {
+        let mut stages: Vec<(Duration, WaitingStage)> = [
+            (self.remind_after, WaitingStage::Remind),
+            (self.escalate_after, WaitingStage::Escalate),
+        ]
+        .into_iter()
+        .filter_map(|(at, stage)| at.filter(|at| *at < expiry).map(|at| (at, stage)))
+        .collect();
+        stages.sort_by_key(|(at, _)| *at);
+        stages.push((expiry, WaitingStage::Expire));
+        stages
     }
 
     /// The reviewers who may decide a call to `tool`: the members of its

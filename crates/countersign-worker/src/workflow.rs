@@ -15,7 +15,7 @@ use crate::catalog::{self, Discovery};
 use crate::model::{ModelTurn, ModelTurnRequest, RequestedCall, ToolSpec};
 use crate::notify::{NotifyEvent, NotifyRequest, SlackMessage};
 use crate::tools::{ToolInvocation, ToolOutput};
-use countersign_policy::agent::{DEFAULT_CONTINUE_AS_NEW_AFTER, NotifyConfig};
+use countersign_policy::agent::{DEFAULT_CONTINUE_AS_NEW_AFTER, NotifyConfig, WaitingStage};
 use countersign_policy::catalog::{CatalogTool, ToolBinding};
 use countersign_policy::run::{AgentRunInput, CarriedState};
 use countersign_policy::schema::check_arguments;
@@ -466,16 +466,35 @@ async fn carry_out(
         CallPlan::Gated(call, approval_id) => (call, approval_id),
     };
     let expiry = ctx.state(|s| s.approval_expiry(&call.name));
+    // The wait, stage by stage: reminder and escalation (when configured),
+    // then expiry. Without them it is one timer for the whole expiry.
+    let stages = ctx.state(|s| s.input.agent.waiting_stages(expiry));
     let waiting = async {
-        let mut timer = Box::pin(ctx.timer(expiry));
-        let mut decided = Box::pin(ctx.wait_condition(|s: &AgentRun| !s.is_pending(approval_id)));
-        select! {
-            outcome = decided => {
-                timer.cancel();
-                outcome.map(|_| false).map_err(|_| Cancelled)
+        let mut elapsed = Duration::ZERO;
+        for (at, stage) in stages {
+            let mut timer = Box::pin(ctx.timer(at.saturating_sub(elapsed)));
+            let mut decided =
+                Box::pin(ctx.wait_condition(|s: &AgentRun| !s.is_pending(approval_id)));
+            let timed_out = select! {
+                outcome = decided => {
+                    timer.cancel();
+                    outcome.map(|_| false).map_err(|_| Cancelled)
+                }
+                _ = timer => Ok(true),
+            }?;
+            if !timed_out {
+                return Ok(false);
             }
-            _ = timer => Ok(true),
+            elapsed = at;
+            let now = ctx.workflow_time();
+            match stage {
+                WaitingStage::Expire => return Ok(true),
+                WaitingStage::Remind => ctx.state_mut(|s| s.remind(approval_id, at, now)),
+                WaitingStage::Escalate => ctx.state_mut(|s| s.escalate(approval_id, now)),
+            }
+            publish(ctx);
         }
+        Ok(true)
     };
     // Announcing runs alongside the wait: a slow chat service never delays
     // a decision or the expiry.

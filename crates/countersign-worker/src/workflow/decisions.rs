@@ -9,7 +9,7 @@ use countersign_proto::{
     ApprovalState, Decision, DecisionKind, DecisionOutcome, DecisionRecord, DecisionScope,
     PendingApproval, StickyApproval, struct_to_json,
 };
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use temporalio_common::data_converters::RawValue;
 
 /// Why a decision was not taken; the text goes back to the sender (update) or
@@ -306,6 +306,76 @@ impl AgentRun {
             channel: "sticky".into(),
             scope: DecisionScope::Run as i32,
             rode_on: grant.approval_id.clone(),
+            ..Default::default()
+        });
+    }
+
+    /// Records that an approval is still waiting after `after` (a reminder).
+    pub(super) fn remind(&mut self, approval_id: &str, after: Duration, now: Option<SystemTime>) {
+        let Some(tool) = self
+            .approval(approval_id)
+            .filter(|a| a.state() == ApprovalState::Pending)
+            .and_then(|a| a.tool.as_ref().map(|t| t.name.clone()))
+        else {
+            return;
+        };
+        self.state.decisions.push(DecisionRecord {
+            approval_id: approval_id.to_string(),
+            tool,
+            accepted: true,
+            message: format!(
+                "reminder: still waiting for a decision after {}",
+                humantime::format_duration(after)
+            ),
+            decided_at: now.map(timestamp),
+            resulting_state: ApprovalState::Pending as i32,
+            channel: "timer".into(),
+            ..Default::default()
+        });
+    }
+
+    /// Escalates a still-pending approval: the agent's `escalate_to` groups
+    /// may decide it too, from now on.
+    pub(super) fn escalate(&mut self, approval_id: &str, now: Option<SystemTime>) {
+        let groups = self.input.agent.escalate_to.clone();
+        let members: Vec<String> = groups
+            .iter()
+            .filter_map(|g| self.input.agent.groups.get(g))
+            .flatten()
+            .cloned()
+            .collect();
+        let Some(approval) = self
+            .approval_mut(approval_id)
+            .filter(|a| a.state() == ApprovalState::Pending)
+        else {
+            return;
+        };
+        // An approval anyone may decide stays open to anyone.
+        if !approval.approvers.is_empty() {
+            for member in members {
+                if !approval.approvers.contains(&member) {
+                    approval.approvers.push(member);
+                }
+            }
+        }
+        for group in &groups {
+            if !approval.approver_groups.contains(group) {
+                approval.approver_groups.push(group.clone());
+            }
+        }
+        let tool = approval
+            .tool
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_default();
+        self.state.decisions.push(DecisionRecord {
+            approval_id: approval_id.to_string(),
+            tool,
+            accepted: true,
+            message: format!("escalated: {} may now decide", groups.join(", ")),
+            decided_at: now.map(timestamp),
+            resulting_state: ApprovalState::Pending as i32,
+            channel: "timer".into(),
             ..Default::default()
         });
     }
