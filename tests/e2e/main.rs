@@ -1,3 +1,4 @@
+mod http_api;
 mod child_runs;
 mod examples;
 mod gated_runs;
@@ -5,4 +6,5 @@ mod harness;
 mod mcp_adapter;
 mod operators;
 mod policy_rules;
+mod slack;
 mod tool_kinds;

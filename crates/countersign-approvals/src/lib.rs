@@ -269,8 +269,19 @@ impl Approvals {
     pub async fn decide(&self, decision: Decision) -> Result<DecisionOutcome, ApprovalsError> {
         let handle = self.handle_for_approval(&decision.approval_id)?;
         let approval_id = decision.approval_id.clone();
-        let update_id = format!("decide:{}:{}", decision.approval_id, decision.reviewer);
-        handle
+        // A retry of the same request dedupes on this id (first outcome
+        // returned); a different kind of decision by the same reviewer is a
+        // new update, which the validator judges (e.g. "already decided").
+        let kind = match decision.kind() {
+            DecisionKind::Approve => "approve",
+            DecisionKind::Deny => "deny",
+            DecisionKind::Unspecified => "unspecified",
+        };
+        let update_id = format!(
+            "decide:{}:{}:{kind}",
+            decision.approval_id, decision.reviewer
+        );
+        let sent = handle
             .execute_update(
                 DecideUpdate,
                 decision,
@@ -279,7 +290,22 @@ impl Approvals {
                     .build(),
             )
             .await
-            .map_err(|e| error::from_update(e, &approval_id))
+            .map_err(|e| error::from_update(e, &approval_id));
+        match sent {
+            // A finished run takes no updates; if it knew the approval, the
+            // approval was closed before the run ended: a conflict, not "unknown".
+            Err(ApprovalsError::NotFound(message)) => match self.get(&approval_id).await {
+                Ok(approval) => Err(ApprovalsError::AlreadyDecided(format!(
+                    "approval `{approval_id}` is closed ({}) and its run has finished",
+                    approval
+                        .state()
+                        .as_str_name()
+                        .trim_start_matches("APPROVAL_STATE_")
+                ))),
+                Err(_) => Err(ApprovalsError::NotFound(message)),
+            },
+            other => other,
+        }
     }
 
     /// Decides several approvals of one run at once. Each decision is sent

@@ -44,6 +44,35 @@ enum Command {
     /// Checks agent files and shows their effective policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Serves the HTTP API, the dashboard and the Slack interactivity endpoint.
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The server config (reviewers with token hashes, Slack settings).
+        #[arg(long, env = "COUNTERSIGN_SERVER_CONFIG")]
+        config: Option<PathBuf>,
+        /// The task queue `POST /runs` starts runs on.
+        #[arg(long, default_value = TASK_QUEUE)]
+        task_queue: String,
+    },
+    /// Creates reviewer tokens for the server config.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum TokenCommand {
+    /// Prints a new random token (stdout) and the `[[reviewers]]` entry with
+    /// its hash for the server config (stderr). Only the hash is stored.
+    New {
+        /// The reviewer identity recorded on their decisions.
+        #[arg(long)]
+        reviewer: String,
+        /// Comma-separated groups.
+        #[arg(long, default_value = "")]
+        groups: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -191,12 +220,82 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Worker { task_queue } => run_worker(&task_queue).await,
         Command::Run(command) => run_command(command).await,
         Command::Approvals(command) => approvals_command(command).await,
+        Command::Serve {
+            listen,
+            config,
+            task_queue,
+        } => serve(&listen, config.as_deref(), task_queue).await,
+        Command::Token(TokenCommand::New { reviewer, groups }) => {
+            let token = new_token()?;
+            let groups: Vec<String> = groups
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(|g| format!("{g:?}"))
+                .collect();
+            println!("{token}");
+            eprintln!(
+                "# add to the server config; give the token (stdout) to {reviewer} only:\n[[reviewers]]\nid = {reviewer:?}\ntoken_sha256 = \"{}\"\ngroups = [{}]",
+                countersign_server::config::token_sha256(&token),
+                groups.join(", ")
+            );
+            Ok(())
+        }
         Command::Policy(PolicyCommand::Check { agent }) => {
             let agent = load_agent(&agent)?;
             print!("{}", crate::policy_check::report(&agent));
             Ok(())
         }
     }
+}
+
+/// 32 random bytes from the OS, as hex.
+fn new_token() -> Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(format!("cs_{}", hex_encode(&bytes)))
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn serve(listen: &str, config: Option<&std::path::Path>, task_queue: String) -> Result<()> {
+    let config = match config {
+        Some(path) => countersign_server::ServerConfig::from_file(path)?,
+        None => {
+            eprintln!(
+                "warning: no --config: no reviewer can authenticate (see `countersign token new`)"
+            );
+            countersign_server::ServerConfig::default()
+        }
+    };
+    let approvals = Approvals::connect_from_env().await?;
+    let state = countersign_server::AppState {
+        approvals,
+        config: std::sync::Arc::new(config),
+        task_queue,
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    eprintln!(
+        "countersign serve: http://{} (dashboard at /, API under /approvals and /runs, /openapi.json)",
+        listener.local_addr()?
+    );
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    axum::serve(listener, countersign_server::app(state))
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+        })
+        .await
+        .context("the server stopped")
 }
 
 async fn run_worker(task_queue: &str) -> Result<()> {
