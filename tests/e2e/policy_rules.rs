@@ -437,6 +437,10 @@ escalate_after = "2s"
 escalate_to = ["managers"]
 approvers = ["finance"]
 
+[notify]
+webhook_url = "{sink}/hook"
+webhook_secret_env = "COUNTERSIGN_E2E_ESCALATION_HOOK_SECRET"
+
 [groups]
 finance = ["bob@example.com"]
 managers = ["carol@example.com"]
@@ -466,6 +470,8 @@ async fn a_waiting_call_is_reminded_then_escalated_then_expires() -> Result<()> 
     use countersign_approvals::{ApprovalsError, ApproveOptions};
     use countersign_proto::ApprovalState;
     let env = TestEnv::new("escalate").await?;
+    // SAFETY: a variable no other test reads or writes.
+    unsafe { std::env::set_var("COUNTERSIGN_E2E_ESCALATION_HOOK_SECRET", "s3cret") };
     env.with_worker(async {
         // Escalated, then approved by the escalation group.
         let id = env.start(env.agent(ESCALATING_AGENT)?, "post").await?;
@@ -510,6 +516,23 @@ async fn a_waiting_call_is_reminded_then_escalated_then_expires() -> Result<()> 
             ]
         );
         assert_eq!(env.sink.received("/posts").len(), 1);
+        // Each stage was announced (a signed webhook here; Slack the same way).
+        let events: Vec<String> = env
+            .sink
+            .received("/hook")
+            .iter()
+            .filter(|r| r.body["approval"]["approvalId"] == gate.approval_id.as_str())
+            .map(|r| r.body["event"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(
+            events,
+            [
+                "approval.pending",
+                "approval.reminder",
+                "approval.escalated",
+                "approval.decided"
+            ]
+        );
 
         // Nobody decides: reminder, escalation, then a fail-closed expiry.
         let id = env.start(env.agent(ESCALATING_AGENT)?, "post").await?;

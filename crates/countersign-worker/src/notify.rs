@@ -42,6 +42,16 @@ pub enum NotifyEvent {
         /// The approval, with its context.
         approval: PendingApproval,
     },
+    /// The approval is still waiting: a reminder, or an escalation (the
+    /// approval's approvers now include the escalation groups).
+    Waiting {
+        /// The approval, as it stands now.
+        approval: PendingApproval,
+        /// Whether this is an escalation (else a reminder).
+        escalated: bool,
+        /// What happened, e.g. "still waiting after 4h".
+        note: String,
+    },
     /// The approval closed: decided, or expired.
     Decided {
         /// The approval in its final state.

@@ -469,6 +469,7 @@ async fn carry_out(
     // The wait, stage by stage: reminder and escalation (when configured),
     // then expiry. Without them it is one timer for the whole expiry.
     let stages = ctx.state(|s| s.input.agent.waiting_stages(expiry));
+    let notify = ctx.state(|s| s.input.agent.notify.clone().filter(|n| n.is_active()));
     let waiting = async {
         let mut elapsed = Duration::ZERO;
         for (at, stage) in stages {
@@ -493,12 +494,14 @@ async fn carry_out(
                 WaitingStage::Escalate => ctx.state_mut(|s| s.escalate(approval_id, now)),
             }
             publish(ctx);
+            if let Some(config) = &notify {
+                announce_waiting(ctx, config, approval_id, stage == WaitingStage::Escalate).await;
+            }
         }
         Ok(true)
     };
     // Announcing runs alongside the wait: a slow chat service never delays
     // a decision or the expiry.
-    let notify = ctx.state(|s| s.input.agent.notify.clone().filter(|n| n.is_active()));
     let (slack_message, expired) = match &notify {
         Some(config) => {
             let (posted, expired) =
@@ -604,6 +607,45 @@ async fn announce_pending(
     .await
     .ok()
     .and_then(|outcome| outcome.slack_message)
+}
+
+/// Tells the notification channels that an approval still waits (a
+/// reminder), or was escalated.
+async fn announce_waiting(
+    ctx: &WorkflowContext<AgentRun>,
+    config: &NotifyConfig,
+    approval_id: &str,
+    escalated: bool,
+) {
+    let Some((approval, note)) = ctx.state(|s| {
+        let approval = s.approval(approval_id).cloned()?;
+        let note = s
+            .state
+            .decisions
+            .iter()
+            .rev()
+            .find(|d| d.approval_id == approval_id && d.channel == "timer")
+            .map(|d| d.message.clone())
+            .unwrap_or_default();
+        Some((approval, note))
+    }) else {
+        return;
+    };
+    let request = NotifyRequest {
+        config: config.clone(),
+        event: NotifyEvent::Waiting {
+            approval,
+            escalated,
+            note,
+        },
+    };
+    let _ = ctx
+        .execute_activity(
+            CountersignActivities::notify,
+            request,
+            notify_activity_options(),
+        )
+        .await;
 }
 
 /// Tells the notification channels how an approval ended (decided from any

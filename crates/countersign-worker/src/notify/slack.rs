@@ -90,6 +90,35 @@ pub(super) async fn announce(
                 Err(problem) => failed(problem),
             }
         }
+        // A new message with the buttons, so whoever is reminded (or newly
+        // allowed after an escalation) can decide from it.
+        NotifyEvent::Waiting {
+            approval,
+            escalated,
+            note,
+        } => {
+            let mut body = pending_message(approval, dashboard);
+            let prefix = if *escalated { "Escalated" } else { "Reminder" };
+            body["blocks"][0] = header(&format!("{prefix}: {}", tool_name(approval)));
+            if let Some(blocks) = body["blocks"].as_array_mut() {
+                blocks.insert(
+                    1,
+                    json!({"type": "context", "elements": [{"type": "mrkdwn", "text": escape_truncated(note, FALLBACK_MAX)}]}),
+                );
+            }
+            body["text"] = json!(escape_truncated(
+                &format!("{prefix}: {} — {note}", tool_name(approval)),
+                FALLBACK_MAX
+            ));
+            body["channel"] = json!(channel);
+            match api.post(&body).await {
+                Ok(message) => SlackResult {
+                    message: Some(message),
+                    problems: vec![],
+                },
+                Err(problem) => failed(problem),
+            }
+        }
         NotifyEvent::Decided {
             approval,
             decision,

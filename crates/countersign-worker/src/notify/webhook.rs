@@ -56,6 +56,12 @@ pub const TOLERANCE: Duration = Duration::from_secs(300);
 pub fn event_name(event: &NotifyEvent) -> &'static str {
     match event {
         NotifyEvent::Pending { .. } => "approval.pending",
+        NotifyEvent::Waiting {
+            escalated: false, ..
+        } => "approval.reminder",
+        NotifyEvent::Waiting {
+            escalated: true, ..
+        } => "approval.escalated",
         NotifyEvent::Decided { .. } => "approval.decided",
     }
 }
@@ -63,7 +69,9 @@ pub fn event_name(event: &NotifyEvent) -> &'static str {
 /// The JSON body of an event: `{"event", "approval", "decision"}`.
 pub fn body(event: &NotifyEvent) -> Result<Value, String> {
     let (approval, decision) = match event {
-        NotifyEvent::Pending { approval } => (approval, None),
+        NotifyEvent::Pending { approval } | NotifyEvent::Waiting { approval, .. } => {
+            (approval, None)
+        }
         NotifyEvent::Decided {
             approval, decision, ..
         } => (approval, decision.as_ref()),
@@ -73,7 +81,11 @@ pub fn body(event: &NotifyEvent) -> Result<Value, String> {
         Some(d) => serde_json::to_value(d).map_err(|e| format!("the decision: {e}"))?,
         None => Value::Null,
     };
-    Ok(json!({"event": event_name(event), "approval": approval, "decision": decision}))
+    let mut body = json!({"event": event_name(event), "approval": approval, "decision": decision});
+    if let NotifyEvent::Waiting { note, .. } = event {
+        body["note"] = json!(note);
+    }
+    Ok(body)
 }
 
 /// `v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
@@ -125,9 +137,9 @@ pub(super) async fn announce(
     let secret = secret_from_env(secret_env, "the webhook's HMAC secret")?;
     let body = body(event)?.to_string();
     let approval_id = match event {
-        NotifyEvent::Pending { approval } | NotifyEvent::Decided { approval, .. } => {
-            &approval.approval_id
-        }
+        NotifyEvent::Pending { approval }
+        | NotifyEvent::Waiting { approval, .. }
+        | NotifyEvent::Decided { approval, .. } => &approval.approval_id,
     };
     let key = format!("{approval_id}:{}", event_name(event));
     super::with_retries(|| async {
