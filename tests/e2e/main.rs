@@ -1,8 +1,8 @@
-mod http_api;
 mod child_runs;
 mod examples;
 mod gated_runs;
 mod harness;
+mod http_api;
 mod mcp_adapter;
 mod operators;
 mod policy_rules;
