@@ -1,4 +1,5 @@
 mod child_runs;
+mod dashboard;
 mod examples;
 mod gated_runs;
 mod harness;

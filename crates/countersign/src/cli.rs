@@ -155,10 +155,12 @@ enum ApprovalsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Approves a pending call.
+    /// Approves pending calls (several ids: a batch of one run, each
+    /// decided on its own, one line per outcome).
     Approve {
-        /// The approval id.
-        id: String,
+        /// The approval ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
         /// Why.
         #[arg(long, default_value = "")]
         reason: String,
@@ -179,10 +181,12 @@ enum ApprovalsCommand {
         #[arg(long)]
         signal: bool,
     },
-    /// Denies a pending call; the model is told the reason.
+    /// Denies pending calls (several ids: a batch of one run); the model is
+    /// told the reason.
     Deny {
-        /// The approval id.
-        id: String,
+        /// The approval ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
         /// Why (the model sees it).
         #[arg(long)]
         reason: String,
@@ -446,7 +450,7 @@ async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
             }
         }
         ApprovalsCommand::Approve {
-            id,
+            ids,
             reason,
             arguments,
             arguments_sha256,
@@ -464,23 +468,28 @@ async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
             if edited_arguments.as_ref().is_some_and(|v| !v.is_object()) {
                 bail!("--arguments must be a JSON object");
             }
-            let options = ApproveOptions {
-                reason,
-                edited_arguments,
-                arguments_sha256,
-                for_rest_of_run,
-            };
-            if signal {
-                let decision = countersign_approvals::approve_decision(&id, &reviewer, options)?;
-                approvals.send_decision(decision).await?;
-                eprintln!("sent approval of {id} by signal");
-            } else {
-                let outcome = approvals.approve(&id, &reviewer, options).await?;
-                println!("{}", outcome.message);
+            if ids.len() > 1 && (edited_arguments.is_some() || arguments_sha256.is_some()) {
+                bail!("--arguments and --arguments-sha256 apply to one approval; give one id");
             }
+            let decisions = ids
+                .iter()
+                .map(|id| {
+                    countersign_approvals::approve_decision(
+                        id,
+                        &reviewer,
+                        ApproveOptions {
+                            reason: reason.clone(),
+                            edited_arguments: edited_arguments.clone(),
+                            arguments_sha256: arguments_sha256.clone(),
+                            for_rest_of_run,
+                        },
+                    )
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            send_decisions(&approvals, decisions, signal).await?;
         }
         ApprovalsCommand::Deny {
-            id,
+            ids,
             reason,
             reviewer,
             signal,
@@ -489,15 +498,48 @@ async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
             if reason.trim().is_empty() {
                 bail!("--reason must say why: the model is told");
             }
-            if signal {
-                let decision = countersign_approvals::deny_decision(&id, &reviewer, &reason);
-                approvals.send_decision(decision).await?;
-                eprintln!("sent denial of {id} by signal");
-            } else {
-                let outcome = approvals.deny(&id, &reviewer, &reason).await?;
-                println!("{}", outcome.message);
+            let decisions = ids
+                .iter()
+                .map(|id| countersign_approvals::deny_decision(id, &reviewer, &reason))
+                .collect();
+            send_decisions(&approvals, decisions, signal).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Sends decisions: one by update (its answer printed), several as a batch
+/// (one line per approval; fails if any was refused), or by signal.
+async fn send_decisions(
+    approvals: &Approvals,
+    decisions: Vec<countersign_proto::Decision>,
+    signal: bool,
+) -> Result<()> {
+    if signal {
+        for decision in decisions {
+            let id = decision.approval_id.clone();
+            approvals.send_decision(decision).await?;
+            eprintln!("sent the decision on {id} by signal");
+        }
+        return Ok(());
+    }
+    if let [decision] = decisions.as_slice() {
+        let outcome = approvals.decide(decision.clone()).await?;
+        println!("{}", outcome.message);
+        return Ok(());
+    }
+    let mut refused = 0;
+    for (id, outcome) in approvals.decide_batch(decisions).await? {
+        match outcome {
+            Ok(outcome) => println!("{id}: {}", outcome.message),
+            Err(e) => {
+                refused += 1;
+                println!("{id}: refused: {e}");
             }
         }
+    }
+    if refused > 0 {
+        bail!("{refused} of the decisions were refused");
     }
     Ok(())
 }
