@@ -384,3 +384,59 @@ async fn countersign_dev_runs_the_demo_on_its_own_server() -> Result<()> {
     assert!(dir.path().join("state/temporal.db").exists());
     Ok(())
 }
+
+#[tokio::test]
+async fn cli_decides_a_batch_of_one_runs_approvals() -> Result<()> {
+    let env = TestEnv::new("cli-batch").await?;
+    env.with_worker(async {
+        let agent = env.agent(
+            r#"
+name = "t-cli-batch"
+approval_expiry = "1h"
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+say = "Two posts."
+calls = [{ tool = "post", arguments = { n = 1 } }, { tool = "post", arguments = { n = 2 } }]
+
+[[model.steps]]
+say = "Done: {last_result}"
+
+[[tools]]
+name = "post"
+builtin = { kind = "http_post", url = "{sink}/posts" }
+"#,
+        )?;
+        let id = env.start(agent, "post twice").await?;
+        let gates = env.pending(&id, 2).await?;
+        let out = countersign(&[
+            "approvals",
+            "deny",
+            &gates[0].approval_id,
+            &gates[1].approval_id,
+            "--reason",
+            "not today",
+            "--reviewer",
+            "bob@example.com",
+        ])
+        .await?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for gate in &gates {
+            assert!(
+                stdout.contains(&format!("{}: denied by bob@example.com", gate.approval_id)),
+                "{stdout}"
+            );
+        }
+        env.result(&id).await?;
+        assert!(env.sink.received("/posts").is_empty());
+        Ok(())
+    })
+    .await
+}
