@@ -1,24 +1,39 @@
-//! The JSON API: approvals and runs. Every decision goes through the
-//! approvals crate with the *authenticated* reviewer; the run itself judges
-//! who may decide (approver groups, separation of duties, quorum), and its
+//! The JSON API: approvals and runs, the OpenAPI document and the metrics.
+//!
+//! Every decision goes through the approvals crate with the *authenticated*
+//! reviewer as its reviewer. Before a decision is sent, the approval is
+//! looked up (404 when unknown) and the reviewer's groups from the server
+//! config are checked against its approver groups (403). The run then judges
+//! again (its own group members, separation of duties, quorum), and its
 //! refusals come back as problem+json with the statuses of design.md §3.
+//! Every rejection of a request's body, query or path is a problem too, never
+//! axum's plain-text answers.
 
 use crate::auth::Authenticated;
-use crate::{AppState, Problem};
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::StatusCode;
+use crate::config::RunsConfig;
+use crate::{AppState, Problem, Reviewer};
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use countersign_approvals::{ApproveOptions, approve_decision, deny_decision};
+use axum::{Extension, Json, Router};
+use countersign_approvals::{ApprovalsError, ApproveOptions, approve_decision, deny_decision};
 use countersign_policy::RunMode;
 use countersign_policy::agent::AgentDefinition;
 use countersign_policy::run::AgentRunInput;
+use countersign_proto::{Decision, DecisionOutcome, PendingApproval, RunState};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use std::sync::{Mutex, OnceLock};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 /// The routes of the JSON API.
@@ -34,53 +49,175 @@ pub fn routes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// A JSON body whose every rejection (bad JSON, wrong types, invalid UTF-8,
-/// unknown fields, a missing content type) is a 400 problem, never axum's text.
+// ---------------------------------------------------------------------------
+// Extractors whose rejections are problems.
+
+/// A JSON request body. Every rejection is a problem: 400 for a missing or
+/// wrong content type, invalid UTF-8, malformed JSON, wrong types, missing
+/// or unknown fields; 413 for a body over axum's limit.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(Problem::bad_request(match &rejection {
-                JsonRejection::MissingJsonContentType(_) => {
-                    "send the body as JSON (`Content-Type: application/json`)".to_string()
-                }
-                other => other.body_text(),
-            })),
-        }
+        let (is_json, bytes) = body_of(req, state).await?;
+        parse_json(is_json, &bytes).map(ApiJson)
     }
 }
 
+/// Like [`ApiJson`], but a request without a body stands for
+/// `T::default()`: `POST /approvals/{id}/approve` with no body approves the
+/// call as shown.
+pub struct ApiJsonOrEmpty<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOrEmpty<T> {
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
+        let (is_json, bytes) = body_of(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(ApiJsonOrEmpty(T::default()));
+        }
+        parse_json(is_json, &bytes).map(ApiJsonOrEmpty)
+    }
+}
+
+async fn body_of<S: Send + Sync>(req: Request, state: &S) -> Result<(bool, Bytes), Problem> {
+    let is_json = is_json_content_type(req.headers());
+    let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        let status = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Problem::new(
+            status,
+            format!("cannot read the body: {}", rejection.body_text()),
+        )
+    })?;
+    Ok((is_json, bytes))
+}
+
+/// `application/json` or `application/<something>+json`, with any parameters.
+fn is_json_content_type(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn parse_json<T: DeserializeOwned>(is_json: bool, bytes: &[u8]) -> Result<T, Problem> {
+    if !is_json {
+        return Err(Problem::bad_request(
+            "send the body as JSON, with `Content-Type: application/json`",
+        ));
+    }
+    if let Err(e) = std::str::from_utf8(bytes) {
+        return Err(Problem::bad_request(format!(
+            "the body is not valid UTF-8 (bad byte at offset {})",
+            e.valid_up_to()
+        )));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| Problem::bad_request(format!("invalid JSON body: {e}")))
+}
+
+/// Query parameters; a query that does not fit is a 400 problem.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(value)| ApiQuery(value))
+            .map_err(|rejection| {
+                Problem::bad_request(format!("invalid query: {}", rejection.body_text()))
+            })
+    }
+}
+
+/// Path parameters; a path that does not decode is a problem.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|rejection| Problem::new(rejection.status(), rejection.body_text()))
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Request and response types.
+
 /// Filters of `GET /approvals`.
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ApprovalFilter {
     /// Only approvals of this agent.
     pub agent: Option<String>,
-    /// Only approvals of this tool (e.g. `gmail.send`).
+    /// Only approvals of this tool (its name, e.g. `pay` or `gmail.send`).
     pub tool: Option<String>,
-    /// `pending` (the default; the only one listed).
+    /// `pending`, the default and the only value: decided approvals are in
+    /// `GET /runs/{id}`.
     pub status: Option<String>,
 }
 
-/// The body of `POST /approvals/{id}/approve`.
+/// The answer of `GET /approvals`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalList {
+    /// The pending approvals of every run that answered, filtered.
+    #[schema(value_type = Vec<PendingApprovalSchema>)]
+    pub approvals: Vec<PendingApproval>,
+    /// Runs awaiting approval that did not answer in time (no worker, say):
+    /// their approvals are missing from the list.
+    pub unreachable: Vec<UnreachableRun>,
+}
+
+/// A run that did not answer its `pending_approvals` query.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnreachableRun {
+    /// The run's workflow id.
+    pub workflow_id: String,
+    /// Why it did not answer.
+    pub error: String,
+}
+
+/// The body of `POST /approvals/{id}/approve` (optional: no body approves
+/// the call as shown).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ApproveBody {
     /// Why the reviewer approves.
     #[serde(default)]
     pub reason: String,
-    /// Run the call with these arguments instead (checked against the tool's schema: 422 if they do not fit).
+    /// Run the call with these arguments instead. They are checked against
+    /// the tool's schema (422 if they do not fit).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub edited_arguments: Option<Value>,
-    /// The argumentsSha256 the reviewer saw (409 if the call's differs).
+    /// The `argumentsSha256` the reviewer saw (64 hex digits). The decision
+    /// is refused with 409 if the waiting call's arguments hash differently.
     #[serde(default)]
     pub arguments_sha256: Option<String>,
-    /// Approve this tool for the rest of the run (sticky; never for money).
+    /// Approve this tool for the rest of the run (scope `RUN`); never for money.
     #[serde(default)]
     pub for_rest_of_run: bool,
 }
@@ -89,7 +226,7 @@ pub struct ApproveBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DenyBody {
-    /// Why: the model is told.
+    /// Why the call is denied (required): the model is told.
     pub reason: String,
 }
 
@@ -97,19 +234,25 @@ pub struct DenyBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartRunBody {
-    /// The agent definition (as `countersign run start` resolves an agent file, in JSON).
-    #[schema(value_type = Object)]
-    pub agent: AgentDefinition,
+    /// The agent: the name of an agent file in the server's agents folder
+    /// (`[runs] agents_dir`; `"accounts-payable"` starts
+    /// `<agents_dir>/accounts-payable.toml`), or, only when the server
+    /// config sets `[runs] allow_inline_agents = true`, an agent definition
+    /// as JSON (the agent file's fields).
+    #[schema(value_type = Value)]
+    pub agent: Value,
     /// The user's request.
     pub prompt: String,
     /// `autonomous` or `user_requested` (default: the agent's).
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, example = "user_requested")]
     pub mode: Option<RunMode>,
     /// The conversation the run belongs to.
     #[serde(default)]
     pub conversation_id: String,
-    /// The workflow id (default: `<agent>-<unique suffix>`).
+    /// The workflow id (default: `<agent>-<unix millis>-<n>`). While a run
+    /// with this id is open, starting another is a 409: pass an id to make
+    /// a retried request safe.
     #[serde(default)]
     pub id: Option<String>,
 }
@@ -122,24 +265,95 @@ pub struct StartedRun {
     pub workflow_id: String,
 }
 
-#[utoipa::path(get, path = "/approvals", params(ApprovalFilter), security(("bearer" = [])),
-    responses((status = 200, description = "`{approvals: [PendingApproval], unreachable: [workflow id]}`"), (status = 401, description = "no credentials")))]
+/// The answer of `POST /approvals/{id}/approve|deny`: `countersign.v1.DecisionOutcome`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = DecisionOutcome)]
+#[allow(dead_code)] // documentation only: the handlers send the proto type
+struct DecisionOutcomeSchema {
+    /// Whether the run took the decision.
+    accepted: bool,
+    /// `APPROVAL_STATE_APPROVED`, `APPROVAL_STATE_APPROVED_WITH_EDITS`,
+    /// `APPROVAL_STATE_DENIED`, or `APPROVAL_STATE_PENDING` while a quorum is
+    /// incomplete.
+    state: String,
+    /// What the run says about it.
+    message: String,
+    /// The approval decided.
+    approval_id: String,
+}
+
+/// Errors: `application/problem+json` (RFC 9457).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)] // documentation only: `crate::Problem` is what is sent
+struct ProblemSchema {
+    /// `about:blank`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The status's reason phrase.
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// What went wrong with this request.
+    detail: String,
+}
+
+/// A proto message sent as proto3 JSON, described by reference to its
+/// `.proto` definition rather than field by field.
+macro_rules! proto_schema {
+    ($marker:ident, $name:literal, $description:literal) => {
+        #[doc = $description]
+        struct $marker;
+
+        impl utoipa::PartialSchema for $marker {
+            fn schema() -> RefOr<Schema> {
+                RefOr::T(Schema::Object(
+                    ObjectBuilder::new().description(Some($description)).build(),
+                ))
+            }
+        }
+
+        impl ToSchema for $marker {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($name)
+            }
+        }
+    };
+}
+
+proto_schema!(
+    PendingApprovalSchema,
+    "PendingApproval",
+    "`countersign.v1.PendingApproval` in proto3 JSON (camelCase): approvalId, workflowId, agent, requester, tool {kind, provider, name}, arguments, argumentsSha256, effectClass, rule, approverGroups, requiredApprovals, approvalsGiven, requestedAt, expiresAt, userRequest, modelReason, state, … (proto/countersign/v1/approvals.proto)"
+);
+proto_schema!(
+    RunStateSchema,
+    "RunState",
+    "`countersign.v1.RunState` in proto3 JSON (camelCase): workflowId, agent, requester, mode, status, transcript, decisions (who, when, what, why), approvals, finalAnswer, … (proto/countersign/v1/approvals.proto)"
+);
+
+// ---------------------------------------------------------------------------
+// Handlers.
+
+#[utoipa::path(get, path = "/approvals", tag = "approvals", params(ApprovalFilter),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Pending approvals", body = ApprovalList),
+        (status = 400, description = "A filter that does not fit", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown token", body = ProblemSchema, content_type = "application/problem+json")))]
 async fn list_approvals(
     State(state): State<AppState>,
     _who: Authenticated,
-    Query(filter): Query<ApprovalFilter>,
-) -> Result<Json<Value>, Problem> {
+    ApiQuery(filter): ApiQuery<ApprovalFilter>,
+) -> Result<Json<ApprovalList>, Problem> {
     if filter.status.as_deref().is_some_and(|s| s != "pending") {
         return Err(Problem::bad_request(
-            "status: only `pending` approvals are listed; decided ones are in GET /runs/{id}",
+            "status: only `pending` approvals are listed; a run's decided ones are in GET /runs/{id}",
         ));
     }
-    let listing = state
-        .approvals
-        .list_pending()
-        .await
-        .map_err(Problem::from)?;
-    let approvals: Vec<_> = listing
+    let listing = state.approvals.list_pending().await?;
+    let approvals = listing
         .approvals
         .into_iter()
         .filter(|a| filter.agent.as_ref().is_none_or(|agent| &a.agent == agent))
@@ -150,42 +364,63 @@ async fn list_approvals(
                 .is_none_or(|tool| a.tool.as_ref().is_some_and(|t| &t.name == tool))
         })
         .collect();
-    Ok(Json(
-        json!({ "approvals": approvals, "unreachable": listing.unreachable }),
-    ))
+    let unreachable = listing
+        .unreachable
+        .into_iter()
+        .map(|(workflow_id, error)| UnreachableRun { workflow_id, error })
+        .collect();
+    Ok(Json(ApprovalList {
+        approvals,
+        unreachable,
+    }))
 }
 
-#[utoipa::path(get, path = "/approvals/{id}", security(("bearer" = [])),
-    params(("id" = String, Path, description = "approval id")),
-    responses((status = 200, description = "the PendingApproval"), (status = 404, description = "unknown approval")))]
+#[utoipa::path(get, path = "/approvals/{id}", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The approval id, `<workflow id>~<suffix>`")),
+    responses(
+        (status = 200, description = "The approval, in whatever state it is", body = PendingApprovalSchema),
+        (status = 401, description = "No or unknown token", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown or malformed approval id", body = ProblemSchema, content_type = "application/problem+json")))]
 async fn get_approval(
     State(state): State<AppState>,
     _who: Authenticated,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
-    let approval = state.approvals.get(&id).await.map_err(Problem::from)?;
-    Ok(Json(serde_json::to_value(approval).unwrap_or(Value::Null)))
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<PendingApproval>, Problem> {
+    Ok(Json(state.approvals.get(&id).await?))
 }
 
-#[utoipa::path(post, path = "/approvals/{id}/approve", request_body = ApproveBody, security(("bearer" = [])),
-    params(("id" = String, Path, description = "approval id")),
-    responses((status = 200, description = "the DecisionOutcome"), (status = 400, description = "bad input"),
-        (status = 401, description = "no credentials"), (status = 403, description = "not allowed to decide this call"),
-        (status = 404, description = "unknown approval"), (status = 409, description = "already decided, expired or stale arguments"),
-        (status = 422, description = "edited arguments do not fit the tool")))]
+#[utoipa::path(post, path = "/approvals/{id}/approve", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The approval id")),
+    request_body(content = Option<ApproveBody>, description = "Optional: no body approves the call as shown"),
+    responses(
+        (status = 200, description = "The run's answer; a retried request gets the first answer", body = DecisionOutcomeSchema),
+        (status = 400, description = "Malformed body, wrong types, unknown fields (a `reviewer` among them), editedArguments not an object, argumentsSha256 not 64 hex digits", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown token", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 403, description = "The reviewer may not decide this approval (approver groups, separation of duties)", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown or malformed approval id", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 409, description = "Already decided, expired, or stale argumentsSha256", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 422, description = "Edited arguments that do not fit the tool's schema", body = ProblemSchema, content_type = "application/problem+json")))]
 async fn approve(
     State(state): State<AppState>,
     Authenticated(reviewer): Authenticated,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<ApproveBody>,
-) -> Result<Json<Value>, Problem> {
+    ApiPath(id): ApiPath<String>,
+    metrics: Option<Extension<Arc<Metrics>>>,
+    ApiJsonOrEmpty(body): ApiJsonOrEmpty<ApproveBody>,
+) -> Result<Json<DecisionOutcome>, Problem> {
     if body
         .edited_arguments
         .as_ref()
         .is_some_and(|v| !v.is_object())
     {
         return Err(Problem::bad_request(
-            "editedArguments must be a JSON object",
+            "editedArguments must be a JSON object of the tool's arguments",
+        ));
+    }
+    if let Some(sha) = &body.arguments_sha256
+        && !(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(Problem::bad_request(
+            "argumentsSha256 must be 64 hex digits (the approval's argumentsSha256)",
         ));
     }
     let decision = approve_decision(
@@ -197,73 +432,122 @@ async fn approve(
             arguments_sha256: body.arguments_sha256,
             for_rest_of_run: body.for_rest_of_run,
         },
+    )?;
+    decide(
+        &state,
+        metrics.as_deref().map(Arc::as_ref),
+        &reviewer,
+        decision,
     )
-    .map_err(Problem::from)?;
-    decide(&state, decision).await
+    .await
 }
 
-#[utoipa::path(post, path = "/approvals/{id}/deny", request_body = DenyBody, security(("bearer" = [])),
-    params(("id" = String, Path, description = "approval id")),
-    responses((status = 200, description = "the DecisionOutcome"), (status = 400, description = "no reason"),
-        (status = 401, description = "no credentials"), (status = 403, description = "not allowed"),
-        (status = 404, description = "unknown approval"), (status = 409, description = "already decided or expired")))]
+#[utoipa::path(post, path = "/approvals/{id}/deny", tag = "approvals", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The approval id")),
+    request_body = DenyBody,
+    responses(
+        (status = 200, description = "The run's answer; a retried request gets the first answer", body = DecisionOutcomeSchema),
+        (status = 400, description = "No reason, malformed body, wrong types, unknown fields", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown token", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 403, description = "The reviewer may not decide this approval", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown or malformed approval id", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 409, description = "Already decided or expired", body = ProblemSchema, content_type = "application/problem+json")))]
 async fn deny(
     State(state): State<AppState>,
     Authenticated(reviewer): Authenticated,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
+    metrics: Option<Extension<Arc<Metrics>>>,
     ApiJson(body): ApiJson<DenyBody>,
-) -> Result<Json<Value>, Problem> {
+) -> Result<Json<DecisionOutcome>, Problem> {
     if body.reason.trim().is_empty() {
         return Err(Problem::bad_request(
-            "reason is required: the model is told why it was denied",
+            "reason is required and must not be blank: the model is told why it was denied",
         ));
     }
-    decide(&state, deny_decision(&id, &reviewer.id, &body.reason)).await
+    let decision = deny_decision(&id, &reviewer.id, body.reason.trim());
+    decide(
+        &state,
+        metrics.as_deref().map(Arc::as_ref),
+        &reviewer,
+        decision,
+    )
+    .await
 }
 
-/// Sends a decision (by update: a retried request has the same update id,
-/// so it returns the first outcome) and counts it.
+/// Looks the approval up, checks the reviewer's groups, sends the decision
+/// by update (a retried request has the same update id, so it gets the
+/// first outcome) and counts the answer.
 async fn decide(
     state: &AppState,
-    decision: countersign_proto::Decision,
-) -> Result<Json<Value>, Problem> {
-    let outcome = state.approvals.decide(decision).await;
-    let label = match &outcome {
-        Ok(o) => o
-            .state()
-            .as_str_name()
-            .trim_start_matches("APPROVAL_STATE_")
-            .to_lowercase(),
-        Err(_) => "refused".to_string(),
-    };
-    metrics_registry().count_decision(&label);
-    let outcome = outcome.map_err(Problem::from)?;
-    Ok(Json(serde_json::to_value(outcome).unwrap_or(Value::Null)))
+    metrics: Option<&Metrics>,
+    reviewer: &Reviewer,
+    decision: Decision,
+) -> Result<Json<DecisionOutcome>, Problem> {
+    let result = send_decision(state, reviewer, decision).await;
+    if let Some(metrics) = metrics {
+        metrics.count_decision(&match &result {
+            Ok(outcome) => outcome
+                .state()
+                .as_str_name()
+                .trim_start_matches("APPROVAL_STATE_")
+                .to_ascii_lowercase(),
+            Err(_) => "refused".to_string(),
+        });
+    }
+    result.map(Json)
 }
 
-#[utoipa::path(post, path = "/runs", request_body = StartRunBody, security(("bearer" = [])),
-    responses((status = 201, description = "started", body = StartedRun), (status = 400, description = "bad input")))]
+async fn send_decision(
+    state: &AppState,
+    reviewer: &Reviewer,
+    decision: Decision,
+) -> Result<DecisionOutcome, Problem> {
+    let approval = state.approvals.get(&decision.approval_id).await?;
+    if !reviewer.may_decide(&approval.approver_groups) {
+        return Err(Problem::forbidden(format!(
+            "{} may not decide approval `{}`: it needs a reviewer in {}, and the server config puts {} in {}",
+            reviewer.id,
+            approval.approval_id,
+            approval.approver_groups.join(", "),
+            reviewer.id,
+            if reviewer.groups.is_empty() {
+                "no group".to_string()
+            } else {
+                reviewer.groups.join(", ")
+            }
+        )));
+    }
+    Ok(state.approvals.decide(decision).await?)
+}
+
+#[utoipa::path(post, path = "/runs", tag = "runs", security(("bearer" = [])),
+    request_body = StartRunBody,
+    responses(
+        (status = 201, description = "Started; the requester is the caller", body = StartedRun),
+        (status = 400, description = "Malformed body, an invalid agent definition or name, an empty prompt", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown token", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 403, description = "Inline agent definitions are not allowed by the server config", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 404, description = "No such agent in the agents folder (or none configured)", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 409, description = "A run with this id is already running", body = ProblemSchema, content_type = "application/problem+json")))]
 async fn start_run(
     State(state): State<AppState>,
-    Authenticated(reviewer): Authenticated,
+    Authenticated(requester): Authenticated,
     ApiJson(body): ApiJson<StartRunBody>,
 ) -> Result<Response, Problem> {
     if body.prompt.trim().is_empty() {
         return Err(Problem::bad_request("prompt must not be empty"));
     }
-    let id = body.id.clone().unwrap_or_else(|| {
-        let suffix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or_default();
-        format!("{}-{suffix}", body.agent.name)
-    });
+    let agent = resolve_agent(&state.config.runs, body.agent)?;
+    let id = match body.id {
+        Some(id) if !id.trim().is_empty() => id,
+        _ => default_run_id(&agent.name),
+    };
     let input = AgentRunInput {
-        agent: body.agent,
+        agent,
         prompt: body.prompt,
         mode: body.mode,
         // The requester is who authenticated, never a body field.
-        requester: reviewer.id,
+        requester: requester.id,
         conversation_id: body.conversation_id,
         parent_workflow_id: String::new(),
         carried: None,
@@ -272,33 +556,113 @@ async fn start_run(
         .approvals
         .start_run(input, &id, Some(&state.task_queue))
         .await
-        .map_err(Problem::from)?;
+        .map_err(|e| match e {
+            ApprovalsError::Temporal(message) if message.contains("already started") => {
+                Problem::new(StatusCode::CONFLICT, message)
+            }
+            other => other.into(),
+        })?;
     Ok((StatusCode::CREATED, Json(StartedRun { workflow_id })).into_response())
 }
 
-#[utoipa::path(get, path = "/runs/{id}", security(("bearer" = [])),
-    params(("id" = String, Path, description = "workflow id")),
-    responses((status = 200, description = "the RunState"), (status = 404, description = "unknown run")))]
+/// The agent a `POST /runs` names (a file in the agents folder) or carries
+/// inline (when the config allows it), validated as `run start` does.
+fn resolve_agent(runs: &RunsConfig, agent: Value) -> Result<AgentDefinition, Problem> {
+    match agent {
+        Value::String(name) => {
+            let Some(dir) = &runs.agents_dir else {
+                return Err(Problem::not_found(
+                    "no agents folder is configured: set `[runs] agents_dir` in the server config",
+                ));
+            };
+            let valid = !name.is_empty()
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !valid {
+                return Err(Problem::bad_request(format!(
+                    "agent `{name}`: a name is letters, digits, `-`, `_` and `.`, and names a file in the agents folder"
+                )));
+            }
+            let path = dir.join(format!("{name}.toml"));
+            if !path.is_file() {
+                return Err(Problem::not_found(format!(
+                    "no agent `{name}` in the agents folder"
+                )));
+            }
+            // The file is the operator's: a broken one is the server's problem.
+            AgentDefinition::from_file(&path)
+                .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        }
+        Value::Object(_) if !runs.allow_inline_agents => Err(Problem::forbidden(
+            "inline agent definitions are not allowed: name an agent file of the server's agents folder, or set `[runs] allow_inline_agents = true` in the server config",
+        )),
+        Value::Object(_) => {
+            let agent: AgentDefinition = serde_json::from_value(agent)
+                .map_err(|e| Problem::bad_request(format!("agent: {e}")))?;
+            // The checks serde cannot make (names, references, conditions,
+            // the money rule) are those of an agent file: validate it as one.
+            // No environment: the definition is the caller's, the
+            // environment is the server's.
+            let text =
+                toml::to_string(&agent).map_err(|e| Problem::bad_request(format!("agent: {e}")))?;
+            AgentDefinition::from_toml(
+                &text,
+                std::path::Path::new("inline agent"),
+                std::path::Path::new("."),
+                &|_| None,
+            )
+            .map_err(|e| Problem::bad_request(e.to_string()))
+        }
+        _ => Err(Problem::bad_request(
+            "agent must be the name of an agent file (a string) or an agent definition (an object)",
+        )),
+    }
+}
+
+/// `<agent>-<unix millis>-<n>`: unique within this process.
+fn default_run_id(agent: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default();
+    format!("{agent}-{millis}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+#[utoipa::path(get, path = "/runs/{id}", tag = "runs", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The run's workflow id")),
+    responses(
+        (status = 200, description = "The run's state, running or closed", body = RunStateSchema),
+        (status = 401, description = "No or unknown token", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown run", body = ProblemSchema, content_type = "application/problem+json")))]
 async fn get_run(
     State(state): State<AppState>,
     _who: Authenticated,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, Problem> {
-    let run = state
-        .approvals
-        .run_state(&id)
-        .await
-        .map_err(Problem::from)?;
-    Ok(Json(serde_json::to_value(run).unwrap_or(Value::Null)))
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<RunState>, Problem> {
+    Ok(Json(state.approvals.run_state(&id).await?))
 }
 
-/// The OpenAPI document, generated from the handlers' annotations.
+// ---------------------------------------------------------------------------
+// OpenAPI.
+
+/// The OpenAPI 3.1 document, generated from the handlers' annotations.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Countersign", description = "Human approval gates for AI agent tool calls"),
-    paths(list_approvals, get_approval, approve, deny, start_run, get_run),
-    components(schemas(ApproveBody, DenyBody, StartRunBody, StartedRun)),
-    modifiers(&BearerAuth)
+    info(
+        title = "Countersign",
+        description = "Human approval gates for AI agent tool calls. Every route but /openapi.json, /metrics and /healthz needs `Authorization: Bearer <token>`; the reviewer recorded on a decision is the token's reviewer."
+    ),
+    paths(list_approvals, get_approval, approve, deny, start_run, get_run, openapi_json, metrics),
+    components(schemas(ApproveBody, DenyBody, StartRunBody, StartedRun, ApprovalList, UnreachableRun)),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "approvals", description = "Pending approvals and decisions"),
+        (name = "runs", description = "Agent runs"),
+        (name = "operations", description = "The API's description and metrics")
+    )
 )]
 pub struct ApiDoc;
 
@@ -310,53 +674,216 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A reviewer token; the server config holds its SHA-256 (`countersign token new`)",
+                    ))
+                    .build(),
+            ),
         );
     }
 }
 
+#[utoipa::path(get, path = "/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json")))]
 async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-/// Process-wide counters for `/metrics`.
-#[derive(Default)]
+// ---------------------------------------------------------------------------
+// Metrics.
+
+/// The counters behind `GET /metrics`, one set per router: [`instrument`]
+/// puts them in every request's extensions.
+#[derive(Debug, Default)]
 pub struct Metrics {
-    decisions: Mutex<std::collections::BTreeMap<String, u64>>,
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    decisions: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
-    fn count_decision(&self, outcome: &str) {
-        if let Ok(mut map) = self.decisions.lock() {
-            *map.entry(outcome.to_string()).or_default() += 1;
+    /// Counts a request answered on `route` (the route template, e.g.
+    /// `/approvals/{id}/approve`, or `unmatched`) with `status`.
+    pub fn count_request(&self, route: &str, status: StatusCode) {
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((route.to_string(), status.as_u16()))
+            .or_default() += 1;
+    }
+
+    /// Counts a decision request by what came of it: `approved`,
+    /// `approved_with_edits`, `denied`, `pending` (a quorum still open) or
+    /// `refused`.
+    pub fn count_decision(&self, outcome: &str) {
+        *self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(outcome.to_string())
+            .or_default() += 1;
+    }
+
+    /// The counters in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut text = String::from(
+            "# HELP countersign_http_requests_total HTTP requests answered, by route template and status.\n\
+             # TYPE countersign_http_requests_total counter\n",
+        );
+        for ((route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                text,
+                "countersign_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                label_value(route)
+            );
         }
+        text.push_str(
+            "# HELP countersign_decisions_total Decision requests sent through the API, by what came of them.\n\
+             # TYPE countersign_decisions_total counter\n",
+        );
+        for (outcome, n) in self
+            .decisions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                text,
+                "countersign_decisions_total{{outcome=\"{}\"}} {n}",
+                label_value(outcome)
+            );
+        }
+        text
     }
 }
 
-/// The counters of this process.
-pub fn metrics_registry() -> &'static Metrics {
-    static METRICS: OnceLock<Metrics> = OnceLock::new();
-    METRICS.get_or_init(Metrics::default)
+/// A Prometheus label value: backslash, quote and newline escaped.
+fn label_value(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
-async fn metrics() -> Response {
-    let registry = metrics_registry();
-    let mut text = String::from(
-        "# HELP countersign_decisions_total Decisions sent through this server, by resulting state.\n# TYPE countersign_decisions_total counter\n",
-    );
-    if let Ok(map) = registry.decisions.lock() {
-        for (outcome, n) in map.iter() {
-            text.push_str(&format!(
-                "countersign_decisions_total{{outcome=\"{outcome}\"}} {n}\n"
-            ));
-        }
+/// Counts every request of `router` in a fresh [`Metrics`] and makes the
+/// counters available to the handlers (and to `GET /metrics`). [`crate::app`]
+/// applies it to the whole router.
+pub fn instrument<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .layer(middleware::from_fn(count_requests))
+        .layer(Extension(Arc::new(Metrics::default())))
+}
+
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let metrics = request.extensions().get::<Arc<Metrics>>().cloned();
+    let response = next.run(request).await;
+    if let Some(metrics) = metrics {
+        metrics.count_request(&route, response.status());
     }
+    response
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format: countersign_http_requests_total{route,status}, countersign_decisions_total{outcome}", content_type = "text/plain")))]
+async fn metrics(metrics: Option<Extension<Arc<Metrics>>>) -> Response {
+    let text = metrics.map(|m| m.render()).unwrap_or_default();
     (
         [(
-            axum::http::header::CONTENT_TYPE,
+            header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         text,
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_in_prometheus_text_format() {
+        let metrics = Metrics::default();
+        metrics.count_request("/approvals/{id}/approve", StatusCode::OK);
+        metrics.count_request("/approvals/{id}/approve", StatusCode::OK);
+        metrics.count_request("unmatched", StatusCode::NOT_FOUND);
+        metrics.count_decision("approved");
+        let text = metrics.render();
+        assert!(text.contains(
+            "countersign_http_requests_total{route=\"/approvals/{id}/approve\",status=\"200\"} 2\n"
+        ));
+        assert!(
+            text.contains(
+                "countersign_http_requests_total{route=\"unmatched\",status=\"404\"} 1\n"
+            )
+        );
+        assert!(text.contains("countersign_decisions_total{outcome=\"approved\"} 1\n"));
+        assert!(text.contains("# TYPE countersign_decisions_total counter\n"));
+        assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn json_content_types() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            is_json_content_type(&headers)
+        };
+        assert!(with("application/json"));
+        assert!(with("Application/JSON; charset=utf-8"));
+        assert!(with("application/merge-patch+json"));
+        assert!(!with("text/plain"));
+        assert!(!with("application/x-www-form-urlencoded"));
+        assert!(!is_json_content_type(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_route_with_bearer_auth() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        for path in [
+            "/approvals",
+            "/approvals/{id}",
+            "/approvals/{id}/approve",
+            "/approvals/{id}/deny",
+            "/runs",
+            "/runs/{id}",
+            "/openapi.json",
+            "/metrics",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path} missing");
+        }
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(
+            doc["paths"]["/approvals/{id}/approve"]["post"]["security"][0]["bearer"],
+            serde_json::json!([])
+        );
+        for schema in [
+            "PendingApproval",
+            "DecisionOutcome",
+            "Problem",
+            "ApproveBody",
+        ] {
+            assert!(
+                doc["components"]["schemas"][schema].is_object(),
+                "schema {schema} missing"
+            );
+        }
+    }
 }

@@ -12,6 +12,9 @@
 //! signing_secret_env = "SLACK_SIGNING_SECRET"   # the variable holding the signing secret
 //! bot_token_env = "SLACK_BOT_TOKEN"
 //! api_base_url = "https://slack.com/api"
+//!
+//! [runs]
+//! agents_dir = "agents"                  # POST /runs {"agent": "<name>"} starts agents/<name>.toml
 //! ```
 
 use serde::Deserialize;
@@ -31,6 +34,9 @@ pub struct ServerConfig {
     /// Dashboard settings.
     #[serde(default)]
     pub dashboard: DashboardConfig,
+    /// Which agents `POST /runs` may start.
+    #[serde(default)]
+    pub runs: RunsConfig,
 }
 
 /// A reviewer: an identity, a token (as its hash) and groups.
@@ -91,6 +97,29 @@ pub struct DashboardConfig {
     pub secure_cookies: bool,
 }
 
+/// Which agents `POST /runs` may start.
+///
+/// ```toml
+/// [runs]
+/// agents_dir = "agents"          # {"agent": "accounts-payable"} runs agents/accounts-payable.toml
+/// allow_inline_agents = false    # the default; see below
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunsConfig {
+    /// The folder of agent files that `POST /runs` starts by name
+    /// (`<agents_dir>/<name>.toml`), relative to the config file. Absent:
+    /// no agent can be started by name.
+    #[serde(default)]
+    pub agents_dir: Option<PathBuf>,
+    /// Accept agent definitions inline (JSON) in `POST /runs`. Off by
+    /// default: an inline agent brings its own tools, commands, URLs,
+    /// approvers and secret variable names, so every token holder could run
+    /// commands on the worker, read its environment or approve their own calls.
+    #[serde(default)]
+    pub allow_inline_agents: bool,
+}
+
 /// Why a configuration file was refused. Every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -132,7 +161,7 @@ impl ServerConfig {
 
     /// Parses and validates configuration TOML; `path` names it in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let config: ServerConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: ServerConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_string(),
         })?;
@@ -163,6 +192,11 @@ impl ServerConfig {
                     "reviewers[{i}].token_sha256 is the same as another reviewer's"
                 )));
             }
+        }
+        if let Some(dir) = &mut config.runs.agents_dir
+            && dir.is_relative()
+        {
+            *dir = path.parent().unwrap_or(Path::new(".")).join(&*dir);
         }
         Ok(config)
     }

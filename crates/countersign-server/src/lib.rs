@@ -34,10 +34,13 @@ pub struct AppState {
 
 /// The whole HTTP surface: API, dashboard, Slack, health, OpenAPI document.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .merge(api::routes())
-        .merge(dashboard::routes())
-        .merge(slack::routes())
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(state)
+    // `instrument` counts every request for `/metrics`.
+    api::instrument(
+        Router::new()
+            .merge(api::routes())
+            .merge(dashboard::routes())
+            .merge(slack::routes())
+            .route("/healthz", get(|| async { "ok" })),
+    )
+    .with_state(state)
 }

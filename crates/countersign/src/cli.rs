@@ -230,16 +230,25 @@ pub async fn run(cli: Cli) -> Result<()> {
             task_queue,
         } => serve(&listen, config.as_deref(), task_queue).await,
         Command::Token(TokenCommand::New { reviewer, groups }) => {
+            if reviewer.trim().is_empty() || reviewer.chars().any(char::is_control) {
+                anyhow::bail!(
+                    "--reviewer must name the reviewer (an email or service name, one line)"
+                );
+            }
             let token = new_token()?;
+            // JSON strings are valid TOML basic strings: the stanza parses
+            // whatever the names contain.
+            let toml_string = |s: &str| serde_json::Value::from(s).to_string();
             let groups: Vec<String> = groups
                 .split(',')
                 .map(str::trim)
                 .filter(|g| !g.is_empty())
-                .map(|g| format!("{g:?}"))
+                .map(toml_string)
                 .collect();
             println!("{token}");
             eprintln!(
-                "# add to the server config; give the token (stdout) to {reviewer} only:\n[[reviewers]]\nid = {reviewer:?}\ntoken_sha256 = \"{}\"\ngroups = [{}]",
+                "# Add to the server config (--config). Give the token printed on stdout to {reviewer}\n# only: the config keeps its SHA-256, so it cannot be shown again.\n[[reviewers]]\nid = {}\ntoken_sha256 = \"{}\"\ngroups = [{}]",
+                toml_string(&reviewer),
                 countersign_server::config::token_sha256(&token),
                 groups.join(", ")
             );
@@ -269,7 +278,16 @@ fn hex_encode(bytes: &[u8]) -> String {
 
 async fn serve(listen: &str, config: Option<&std::path::Path>, task_queue: String) -> Result<()> {
     let config = match config {
-        Some(path) => countersign_server::ServerConfig::from_file(path)?,
+        Some(path) => {
+            let config = countersign_server::ServerConfig::from_file(path)?;
+            if config.reviewers.is_empty() {
+                eprintln!(
+                    "warning: {} lists no [[reviewers]]: no one can authenticate (see `countersign token new`)",
+                    path.display()
+                );
+            }
+            config
+        }
         None => {
             eprintln!(
                 "warning: no --config: no reviewer can authenticate (see `countersign token new`)"
