@@ -308,6 +308,8 @@ async fn countersign_dev_reuses_a_listening_server() -> Result<()> {
             "approve",
             "--port",
             &port,
+            "--http",
+            "off",
         ])
         .arg("--state-dir")
         .arg(&state_dir)
@@ -351,6 +353,8 @@ async fn countersign_dev_runs_the_demo_on_its_own_server() -> Result<()> {
                 &port,
                 "--ui-port",
                 &ui_port,
+                "--http",
+                "127.0.0.1:0",
             ])
             .arg("--state-dir")
             .arg(&state_dir)
@@ -382,6 +386,16 @@ async fn countersign_dev_runs_the_demo_on_its_own_server() -> Result<()> {
         "{todo}"
     );
     assert!(dir.path().join("state/temporal.db").exists());
+    // The dashboard came up with a fresh reviewer token.
+    assert!(
+        stderr.contains("dashboard and HTTP API on http://127.0.0.1:"),
+        "{stderr}"
+    );
+    let token = std::fs::read_to_string(dir.path().join("state/dev-token"))?;
+    assert!(
+        token.trim().starts_with("cs_") && token.trim().len() == 67,
+        "{token}"
+    );
     Ok(())
 }
 

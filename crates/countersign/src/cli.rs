@@ -262,8 +262,8 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// 32 random bytes from the OS, as hex.
-fn new_token() -> Result<String> {
+/// 32 random bytes from the OS, as hex: a reviewer token.
+pub fn new_token() -> Result<String> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")

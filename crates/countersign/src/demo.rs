@@ -43,6 +43,10 @@ pub struct DevArgs {
     /// Start the stack without a demo run.
     #[arg(long)]
     no_demo: bool,
+    /// Where to serve the dashboard and HTTP API (`off`: not at all). A
+    /// fresh reviewer token is printed and written to `<state dir>/dev-token`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: String,
 }
 
 /// The demo's payments API: prints and records what it receives, so the
@@ -102,6 +106,12 @@ pub async fn dev(args: DevArgs) -> Result<()> {
         SEARCH_ATTRIBUTES.map(|(n, _)| n).join(", ")
     );
 
+    let dashboard = if args.http == "off" {
+        None
+    } else {
+        serve_dashboard(&args, client.clone()).await
+    };
+
     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())
         .context("starting the Temporal runtime")?;
     let mut worker = countersign_worker::build_worker(&runtime, client.clone(), TASK_QUEUE)?;
@@ -123,6 +133,9 @@ pub async fn dev(args: DevArgs) -> Result<()> {
         return Ok(());
     }
     eprintln!("\nThe stack is up: Temporal on {address}, Web UI {ui}, worker on `{TASK_QUEUE}`.");
+    if let Some(url) = &dashboard {
+        eprintln!("Dashboard and HTTP API: {url}");
+    }
     eprintln!("In another terminal: TEMPORAL_ADDRESS={address} countersign approvals list");
     eprintln!("Ctrl-C stops everything.");
     tokio::select! {
@@ -130,6 +143,57 @@ pub async fn dev(args: DevArgs) -> Result<()> {
         result = &mut worker_run => result?,
     }
     Ok(())
+}
+
+/// Serves the dashboard and the HTTP API for one local reviewer with a fresh
+/// token (printed, and written to `<state dir>/dev-token`). A port in use is
+/// a warning, not a failure: the rest of the stack works without it.
+async fn serve_dashboard(args: &DevArgs, client: temporalio_client::Client) -> Option<String> {
+    let listener = match tokio::net::TcpListener::bind(&args.http).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!(
+                "• no dashboard: cannot listen on {} ({e}); use --http ADDR",
+                args.http
+            );
+            return None;
+        }
+    };
+    let token = match crate::cli::new_token() {
+        Ok(token) => token,
+        Err(e) => {
+            eprintln!("• no dashboard: {e:#}");
+            return None;
+        }
+    };
+    let reviewer = std::env::var("COUNTERSIGN_REVIEWER")
+        .or_else(|_| std::env::var("USER").map(|u| format!("{u}@localhost")))
+        .unwrap_or_else(|_| "reviewer@localhost".into());
+    let config = countersign_server::ServerConfig {
+        reviewers: vec![countersign_server::Reviewer {
+            id: reviewer.clone(),
+            token_sha256: countersign_server::config::token_sha256(&token),
+            groups: vec![],
+            slack_user_id: None,
+        }],
+        ..Default::default()
+    };
+    let token_file = args.state_dir.join("dev-token");
+    if let Err(e) = std::fs::write(&token_file, format!("{token}\n")) {
+        eprintln!("• could not write {}: {e}", token_file.display());
+    }
+    let url = format!("http://{}", listener.local_addr().ok()?);
+    let state = countersign_server::AppState {
+        approvals: Approvals::new(client),
+        config: std::sync::Arc::new(config),
+        task_queue: TASK_QUEUE.to_string(),
+    };
+    tokio::spawn(async move { axum::serve(listener, countersign_server::app(state)).await });
+    eprintln!(
+        "• dashboard and HTTP API on {url}: sign in as {reviewer} with the token in {} ({token})",
+        token_file.display()
+    );
+    Some(url)
 }
 
 /// Registers the search attributes on a server we did not start.
