@@ -13,7 +13,7 @@ mod children;
 use crate::activities::CountersignActivities;
 use crate::catalog::{self, Discovery};
 use crate::model::{ModelTurn, ModelTurnRequest, RequestedCall, ToolSpec};
-use crate::notify::{NotifyEvent, NotifyRequest, SlackMessage};
+use crate::notify::{NotifyEvent, NotifyOutcome, NotifyRequest, SlackMessage};
 use crate::tools::{ToolInvocation, ToolOutput};
 use countersign_policy::agent::{DEFAULT_CONTINUE_AS_NEW_AFTER, NotifyConfig, WaitingStage};
 use countersign_policy::catalog::{CatalogTool, ToolBinding};
@@ -595,9 +595,21 @@ async fn announce_pending(
     approval_id: &str,
 ) -> Option<SlackMessage> {
     let approval = ctx.state(|s| s.approval(approval_id).cloned())?;
+    send_notification(ctx, config, NotifyEvent::Pending { approval })
+        .await
+        .and_then(|outcome| outcome.slack_message)
+}
+
+/// Runs the `notify` activity; its outcome, unless the activity failed
+/// (it reports channel problems itself, so failures are rare and only logged).
+async fn send_notification(
+    ctx: &WorkflowContext<AgentRun>,
+    config: &NotifyConfig,
+    event: NotifyEvent,
+) -> Option<NotifyOutcome> {
     let request = NotifyRequest {
         config: config.clone(),
-        event: NotifyEvent::Pending { approval },
+        event,
     };
     ctx.execute_activity(
         CountersignActivities::notify,
@@ -606,7 +618,6 @@ async fn announce_pending(
     )
     .await
     .ok()
-    .and_then(|outcome| outcome.slack_message)
 }
 
 /// Tells the notification channels that an approval still waits (a
@@ -631,21 +642,12 @@ async fn announce_waiting(
     }) else {
         return;
     };
-    let request = NotifyRequest {
-        config: config.clone(),
-        event: NotifyEvent::Waiting {
-            approval,
-            escalated,
-            note,
-        },
+    let event = NotifyEvent::Waiting {
+        approval,
+        escalated,
+        note,
     };
-    let _ = ctx
-        .execute_activity(
-            CountersignActivities::notify,
-            request,
-            notify_activity_options(),
-        )
-        .await;
+    send_notification(ctx, config, event).await;
 }
 
 /// Tells the notification channels how an approval ended (decided from any
@@ -669,22 +671,12 @@ async fn announce_decided(
     }) else {
         return;
     };
-    let request = NotifyRequest {
-        config: config.clone(),
-        event: NotifyEvent::Decided {
-            approval,
-            decision,
-            slack_message,
-        },
+    let event = NotifyEvent::Decided {
+        approval,
+        decision,
+        slack_message,
     };
-    // The outcome only matters to the logs (the activity logs problems).
-    let _ = ctx
-        .execute_activity(
-            CountersignActivities::notify,
-            request,
-            notify_activity_options(),
-        )
-        .await;
+    send_notification(ctx, config, event).await;
 }
 
 /// Lists the tools of MCP servers and OpenAPI documents (an activity: it
