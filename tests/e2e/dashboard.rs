@@ -501,7 +501,7 @@ async fn dashboard_edits_arguments_and_enforces_approver_groups() -> Result<()> 
         let card = &card[..card.find("</article>").unwrap_or(card.len())];
         assert!(card.contains("<fieldset disabled"), "{card}");
         assert!(
-            card.contains("Only reviewers in finance may decide this call; you are in support."),
+            card.contains("Only bob@example.com may decide this call (approver groups: finance)."),
             "{card}"
         );
         let carol_csrf = page.csrf()?;
@@ -516,7 +516,10 @@ async fn dashboard_edits_arguments_and_enforces_approver_groups() -> Result<()> 
         )
         .await?;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
-        assert!(page.body.contains("Only reviewers in finance"));
+        assert!(
+            page.body
+                .contains("Only bob@example.com may decide this call")
+        );
 
         // Bob: edited arguments that are not JSON are refused, nothing decided.
         let bob = sign_in(&app, BOB_TOKEN).await?;

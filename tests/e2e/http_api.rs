@@ -279,7 +279,7 @@ async fn http_api_refuses_bad_requests_with_problems_and_decides_nothing() -> Re
                 .problem(StatusCode::BAD_REQUEST);
         }
 
-        // Outside the approver groups: refused by the server, naming the groups...
+        // Outside the approver groups: refused by the server, naming who may decide...
         let detail = call(
             &app,
             "POST",
@@ -290,8 +290,9 @@ async fn http_api_refuses_bad_requests_with_problems_and_decides_nothing() -> Re
         .await?
         .problem(StatusCode::FORBIDDEN)
         .to_string();
+        // ...as the run resolved them (the agent's [groups]), not the server config.
         assert!(
-            detail.contains("finance") && detail.contains("marketing"),
+            detail.contains("finance") && detail.contains("bob@example.com"),
             "{detail}"
         );
         call(
@@ -303,12 +304,16 @@ async fn http_api_refuses_bad_requests_with_problems_and_decides_nothing() -> Re
         )
         .await?
         .problem(StatusCode::FORBIDDEN);
-        // ...or by the run, whose group lists its members.
+        // The server config's groups do not decide: erin is in `finance`
+        // there, but the agent's [groups] (the run's policy) does not list her.
         let detail = call(&app, "POST", &approve_uri, Some(ERIN), Payload::None)
             .await?
             .problem(StatusCode::FORBIDDEN)
             .to_string();
-        assert!(detail.contains("not allowed"), "{detail}");
+        assert!(
+            detail.contains("erin@example.com may not decide"),
+            "{detail}"
+        );
 
         // None of that decided anything or paid anything.
         let run = call(

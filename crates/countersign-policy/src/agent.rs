@@ -670,13 +670,24 @@ impl AgentDefinition {
         }
         for (field, groups) in named_groups {
             for group in groups {
-                if !self.groups.contains_key(group) {
-                    return Err((
-                        field,
-                        format!(
-                            "group `{group}` is not defined in [groups] (group = [reviewer ids])"
-                        ),
-                    ));
+                match self.groups.get(group) {
+                    None => {
+                        return Err((
+                            field,
+                            format!(
+                                "group `{group}` is not defined in [groups] (group = [reviewer ids])"
+                            ),
+                        ));
+                    }
+                    // An empty group would leave nobody to decide, and an
+                    // empty approver list means "anyone": refuse it.
+                    Some(members) if members.iter().all(|m| m.trim().is_empty()) => {
+                        return Err((
+                            format!("groups.{group}"),
+                            "must list at least one reviewer id".into(),
+                        ));
+                    }
+                    Some(_) => {}
                 }
             }
         }

@@ -503,18 +503,13 @@ async fn send_decision(
     decision: Decision,
 ) -> Result<DecisionOutcome, Problem> {
     let approval = state.approvals.get(&decision.approval_id).await?;
-    if !reviewer.may_decide(&approval.approver_groups) {
+    if !reviewer.may_decide(&approval) {
         return Err(Problem::forbidden(format!(
-            "{} may not decide approval `{}`: it needs a reviewer in {}, and the server config puts {} in {}",
+            "{} may not decide approval `{}`: the run lets only {} decide it (approver groups {})",
             reviewer.id,
             approval.approval_id,
-            approval.approver_groups.join(", "),
-            reviewer.id,
-            if reviewer.groups.is_empty() {
-                "no group".to_string()
-            } else {
-                reviewer.groups.join(", ")
-            }
+            approval.approvers.join(", "),
+            approval.approver_groups.join(", ")
         )));
     }
     Ok(state.approvals.decide(decision).await?)

@@ -56,10 +56,13 @@ pub struct Reviewer {
 }
 
 impl Reviewer {
-    /// Whether this reviewer may decide an approval whose approver groups
-    /// are `allowed` (empty: anyone authenticated).
-    pub fn may_decide(&self, allowed: &[String]) -> bool {
-        allowed.is_empty() || allowed.iter().any(|g| self.groups.contains(g))
+    /// Whether this reviewer may decide `approval`: the run resolved who
+    /// may (the agent's `[groups]` members of its approver groups, widened by
+    /// escalation) into `approval.approvers`; empty means anyone. The run is
+    /// the authority and checks again; this only lets front ends say so early.
+    /// (`groups` here are shown to the reviewer, not used to decide.)
+    pub fn may_decide(&self, approval: &countersign_proto::PendingApproval) -> bool {
+        approval.approvers.is_empty() || approval.approvers.contains(&self.id)
     }
 }
 

@@ -387,21 +387,9 @@ async fn checked_approval(
             state_word(approval.state())
         ));
     }
-    if !reviewer.may_decide(&approval.approver_groups) {
-        return Err(format!(
-            "{} may not decide this approval: it needs a reviewer in {}, and yours are {}.",
-            escape(&reviewer.id),
-            escape(&approval.approver_groups.join(", ")),
-            if reviewer.groups.is_empty() {
-                "none".to_string()
-            } else {
-                escape(&reviewer.groups.join(", "))
-            }
-        ));
-    }
     // The run enforces its own list of eligible reviewers (the agent's
     // [groups]); saying so here beats a refusal from the run.
-    if !approval.approvers.is_empty() && !approval.approvers.contains(&reviewer.id) {
+    if !reviewer.may_decide(&approval) {
         return Err(format!(
             "{} may not decide this approval: the agent lets only {} decide it.",
             escape(&reviewer.id),

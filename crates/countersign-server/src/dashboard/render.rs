@@ -116,25 +116,15 @@ pub(crate) struct Page<'a> {
     pub draft: Option<Draft>,
 }
 
-/// Why `reviewer` may not decide `a`, if they may not: the server's approver
-/// groups, the run's resolved approvers, separation of duties, or an
+/// Why `reviewer` may not decide `a`, if they may not: the run's resolved
+/// approvers, separation of duties, or an
 /// approval of theirs already counted towards a quorum.
 pub(crate) fn refusal(reviewer: &Reviewer, a: &PendingApproval) -> Option<String> {
-    if !reviewer.may_decide(&a.approver_groups) {
+    if !reviewer.may_decide(a) {
         return Some(format!(
-            "Only reviewers in {} may decide this call; you are in {}.",
-            a.approver_groups.join(", "),
-            if reviewer.groups.is_empty() {
-                "no group".to_string()
-            } else {
-                reviewer.groups.join(", ")
-            }
-        ));
-    }
-    if !a.approvers.is_empty() && !a.approvers.contains(&reviewer.id) {
-        return Some(format!(
-            "The agent's policy does not list {} among the reviewers of this call.",
-            reviewer.id
+            "Only {} may decide this call (approver groups: {}).",
+            a.approvers.join(", "),
+            a.approver_groups.join(", ")
         ));
     }
     if a.separation_of_duties && a.requester == reviewer.id {
