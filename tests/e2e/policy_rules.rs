@@ -510,7 +510,7 @@ async fn a_waiting_call_is_reminded_then_escalated_then_expires() -> Result<()> 
         assert_eq!(
             messages,
             [
-                "reminder: still waiting for a decision after 1s",
+                "reminder: still waiting for a decision after 1 s",
                 "escalated: managers may now decide",
                 "approved by carol@example.com"
             ]

@@ -873,26 +873,9 @@ impl AgentDefinition {
     /// The reviewer groups that may decide a call to `tool`: the tool's or
     /// its source's `approvers`, else the agent's.
     pub fn approver_groups(&self, tool: &crate::catalog::CatalogTool) -> Vec<String> {
-        use crate::catalog::ToolKind;
-        let own = match tool.kind {
-            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow => {
-                self.tool(&tool.name).and_then(|t| t.approvers.clone())
-            }
-            ToolKind::Mcp => self
-                .mcp_servers
-                .iter()
-                .find(|s| s.name == tool.provider)
-                .and_then(|s| s.approvers.clone()),
-            ToolKind::Openapi => self
-                .openapi
-                .iter()
-                .find(|a| a.name == tool.provider)
-                .and_then(|a| a.approvers.clone()),
-            ToolKind::Connector => self
-                .connectors
-                .iter()
-                .find(|c| c.prefix() == tool.provider)
-                .and_then(|c| c.approvers.clone()),
+        let own = match self.source_rules(tool) {
+            Some((approvers, _)) => approvers.clone(),
+            None => self.tool(&tool.name).and_then(|t| t.approvers.clone()),
         };
         own.unwrap_or_else(|| self.approvers.clone())
     }
@@ -904,32 +887,49 @@ impl AgentDefinition {
         &self,
         tool: &crate::catalog::CatalogTool,
     ) -> Option<crate::condition::Condition> {
-        use crate::catalog::ToolKind;
-        let unqualified = tool
-            .name
-            .strip_prefix(&format!("{}.", tool.provider))
-            .unwrap_or(&tool.name);
-        let text = match tool.kind {
-            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow => {
-                self.tool(&tool.name).and_then(|t| t.approval_when.clone())
+        let text = match self.source_rules(tool) {
+            Some((_, conditions)) => {
+                let unqualified = tool
+                    .name
+                    .strip_prefix(&format!("{}.", tool.provider))
+                    .unwrap_or(&tool.name);
+                conditions.get(unqualified).cloned()
             }
+            None => self.tool(&tool.name).and_then(|t| t.approval_when.clone()),
+        }?;
+        crate::condition::Condition::parse(&text).ok()
+    }
+
+    /// For a tool of a source (MCP server, OpenAPI document, connector): the
+    /// source's `approvers` and its `approval_when` conditions by tool name.
+    /// `None` for single tools, whose rules sit on their own definition.
+    #[allow(clippy::type_complexity)]
+    fn source_rules(
+        &self,
+        tool: &crate::catalog::CatalogTool,
+    ) -> Option<(
+        &Option<Vec<String>>,
+        &std::collections::BTreeMap<String, String>,
+    )> {
+        use crate::catalog::ToolKind;
+        match tool.kind {
+            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow => None,
             ToolKind::Mcp => self
                 .mcp_servers
                 .iter()
                 .find(|s| s.name == tool.provider)
-                .and_then(|s| s.approval_when.get(unqualified).cloned()),
+                .map(|s| (&s.approvers, &s.approval_when)),
             ToolKind::Openapi => self
                 .openapi
                 .iter()
                 .find(|a| a.name == tool.provider)
-                .and_then(|a| a.approval_when.get(unqualified).cloned()),
+                .map(|a| (&a.approvers, &a.approval_when)),
             ToolKind::Connector => self
                 .connectors
                 .iter()
                 .find(|c| c.prefix() == tool.provider)
-                .and_then(|c| c.approval_when.get(unqualified).cloned()),
-        }?;
-        crate::condition::Condition::parse(&text).ok()
+                .map(|c| (&c.approvers, &c.approval_when)),
+        }
     }
 
     /// The stages of waiting for a decision on a call that expires after
@@ -1032,13 +1032,6 @@ impl AgentDefinition {
     /// The tool of that name, if the agent declares it.
     pub fn tool(&self, name: &str) -> Option<&ToolDefinition> {
         self.tools.iter().find(|t| t.name == name)
-    }
-
-    /// How long a call to `tool` waits for a decision.
-    pub fn approval_expiry_for(&self, tool: &str) -> Duration {
-        self.tool(tool)
-            .and_then(|t| t.approval_expiry)
-            .unwrap_or(self.approval_expiry)
     }
 }
 
@@ -1178,10 +1171,10 @@ builtin = { kind = "append_todo", path = "todo.txt" }
         let a = parse(GOOD).unwrap();
         assert_eq!(a.approval_expiry, Duration::from_secs(7200));
         assert_eq!(
-            a.approval_expiry_for("send_payment"),
-            Duration::from_secs(300)
+            a.tool("send_payment").unwrap().approval_expiry,
+            Some(Duration::from_secs(300))
         );
-        assert_eq!(a.approval_expiry_for("todo"), Duration::from_secs(7200));
+        assert_eq!(a.tool("todo").unwrap().approval_expiry, None);
         assert_eq!(
             a.tool("send_payment").unwrap().builtin,
             Some(BuiltinTool::PaymentRequest {

@@ -9,6 +9,7 @@ pub mod activities;
 pub mod catalog;
 pub mod model;
 pub mod notify;
+mod secrets;
 pub mod tools;
 pub mod workflow;
 

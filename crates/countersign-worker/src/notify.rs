@@ -49,7 +49,7 @@ pub enum NotifyEvent {
         approval: PendingApproval,
         /// Whether this is an escalation (else a reminder).
         escalated: bool,
-        /// What happened, e.g. "still waiting after 4h".
+        /// What happened, e.g. "reminder: still waiting for a decision after 4 h".
         note: String,
     },
     /// The approval closed: decided, or expired.
@@ -213,16 +213,6 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Reads a secret from the environment variable `name` (trimmed, non-empty).
-pub(crate) fn secret_from_env(name: &str, what: &str) -> Result<String, String> {
-    match std::env::var(name) {
-        Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_string()),
-        _ => Err(format!(
-            "the environment variable `{name}` ({what}) is not set on the worker"
-        )),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,8 +259,9 @@ mod tests {
 
     #[test]
     fn missing_secrets_name_their_variable() {
-        let e = secret_from_env("COUNTERSIGN_NOTIFY_UNIT_NEVER_SET", "the Slack bot token")
-            .unwrap_err();
+        let e =
+            crate::secrets::from_env("COUNTERSIGN_NOTIFY_UNIT_NEVER_SET", "the Slack bot token")
+                .unwrap_err();
         assert_eq!(
             e,
             "the environment variable `COUNTERSIGN_NOTIFY_UNIT_NEVER_SET` (the Slack bot token) is not set on the worker"

@@ -16,8 +16,6 @@ use std::time::Duration;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest function name the API accepts.
 const MAX_NAME_LEN: usize = 64;
-/// The most of an unexpected answer quoted in an error.
-const MAX_EXCERPT_CHARS: usize = 500;
 
 /// One chat completion: the transcript as messages, the tools as functions.
 ///
@@ -32,14 +30,9 @@ pub async fn chat_turn(
     tools: &[ToolSpec],
 ) -> Result<ModelTurn, ModelError> {
     let api_key = match &model.api_key_env {
-        Some(variable) => match std::env::var(variable) {
-            Ok(key) if !key.is_empty() => Some(key),
-            _ => {
-                return Err(ModelError::Fatal(format!(
-                    "the environment variable `{variable}` (api_key_env) is not set on the worker"
-                )));
-            }
-        },
+        Some(variable) => {
+            Some(crate::secrets::from_env(variable, "api_key_env").map_err(ModelError::Fatal)?)
+        }
         None => None,
     };
     let names = ToolNames::new(tools.iter().map(|t| t.name.as_str()));
@@ -78,7 +71,7 @@ pub async fn chat_turn(
         let detail = serde_json::from_str::<Value>(&text)
             .ok()
             .and_then(|v| v.pointer("/error/message")?.as_str().map(str::to_string))
-            .unwrap_or_else(|| excerpt(&text));
+            .unwrap_or_else(|| crate::tools::excerpt(&text));
         let mut message = format!("the model endpoint answered HTTP {status}: {detail}");
         // 408 is a timeout on the provider's side: worth another try too.
         if status.as_u16() == 429 || status.as_u16() == 408 || status.is_server_error() {
@@ -93,13 +86,13 @@ pub async fn chat_turn(
     let answer: Value = serde_json::from_str(&text).map_err(|e| {
         ModelError::Fatal(format!(
             "the model's answer is not JSON ({e}): {}",
-            excerpt(&text)
+            crate::tools::excerpt(&text)
         ))
     })?;
     parse_turn(&answer, &names, transcript).ok_or_else(|| {
         ModelError::Fatal(format!(
             "the model's answer has no `choices[0].message`: {}",
-            excerpt(&text)
+            crate::tools::excerpt(&text)
         ))
     })
 }
@@ -350,18 +343,6 @@ fn sanitize(name: &str) -> String {
 /// The first `len` bytes (all ASCII here).
 fn truncate(name: &str, len: usize) -> &str {
     &name[..name.len().min(len)]
-}
-
-/// The start of a body, on one line.
-fn excerpt(body: &str) -> String {
-    let flat = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.is_empty() {
-        return "(empty body)".into();
-    }
-    match flat.char_indices().nth(MAX_EXCERPT_CHARS) {
-        Some((at, _)) => format!("{}…", &flat[..at]),
-        None => flat,
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! name is escaped for Slack's mrkdwn (`&`, `<`, `>`), so no text can form a
 //! link, a mention (`<!channel>`) or a fake button label.
 
-use super::{Attempt, REQUEST_TIMEOUT, SlackMessage, classify_response, secret_from_env};
+use super::{Attempt, REQUEST_TIMEOUT, SlackMessage, classify_response};
 use crate::notify::NotifyEvent;
 use countersign_policy::agent::NotifyConfig;
 use countersign_proto::{ApprovalState, DecisionRecord, PendingApproval, struct_to_json};
@@ -64,7 +64,7 @@ pub(super) async fn announce(
         .slack_token_env
         .as_deref()
         .unwrap_or(DEFAULT_TOKEN_ENV);
-    let token = match secret_from_env(token_env, "the Slack bot token") {
+    let token = match crate::secrets::from_env(token_env, "the Slack bot token") {
         Ok(token) => token,
         Err(problem) => return failed(problem),
     };

@@ -35,7 +35,7 @@
 //! In Python: `"v1=" + hmac.new(secret, ts.encode() + b"." + body, hashlib.sha256).hexdigest()`,
 //! compared with `hmac.compare_digest`. In Rust: [`verify_signature`].
 
-use super::{Attempt, NotifyEvent, REQUEST_TIMEOUT, classify_response, secret_from_env};
+use super::{Attempt, NotifyEvent, REQUEST_TIMEOUT, classify_response};
 use countersign_policy::agent::NotifyConfig;
 use hmac::{Hmac, Mac};
 use reqwest::header::CONTENT_TYPE;
@@ -134,7 +134,7 @@ pub(super) async fn announce(
         .webhook_secret_env
         .as_deref()
         .ok_or("`webhook_secret_env` is not set: deliveries are never sent unsigned")?;
-    let secret = secret_from_env(secret_env, "the webhook's HMAC secret")?;
+    let secret = crate::secrets::from_env(secret_env, "the webhook's HMAC secret")?;
     let body = body(event)?.to_string();
     let approval_id = match event {
         NotifyEvent::Pending { approval }

@@ -294,25 +294,8 @@ fn install_crypto_provider() {
 
 /// The token in the worker's environment variable `variable`.
 fn bearer_token(server: &McpServer, variable: &str) -> Result<String, ToolError> {
-    match std::env::var(variable) {
-        Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_string()),
-        Ok(_) => Err(refused(
-            server,
-            format!(
-                "the environment variable `{variable}` (bearer_token_env) is empty on the worker"
-            ),
-        )),
-        Err(std::env::VarError::NotPresent) => Err(refused(
-            server,
-            format!(
-                "the environment variable `{variable}` (bearer_token_env) is not set on the worker"
-            ),
-        )),
-        Err(std::env::VarError::NotUnicode(_)) => Err(refused(
-            server,
-            format!("the environment variable `{variable}` (bearer_token_env) is not valid UTF-8"),
-        )),
-    }
+    crate::secrets::from_env(variable, "bearer_token_env")
+        .map_err(|problem| refused(server, problem))
 }
 
 /// `Err(())` when `future` did not finish within `timeout`.

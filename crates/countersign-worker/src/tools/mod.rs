@@ -104,6 +104,22 @@ pub(crate) fn truncate_output(mut text: String, max: usize, what: &str) -> Strin
     text
 }
 
+/// How much of an answer body an error message quotes.
+const MAX_EXCERPT_CHARS: usize = 500;
+
+/// The start of an answer body (e.g. of an HTTP error), on one line, for
+/// error messages.
+pub(crate) fn excerpt(body: &str) -> String {
+    let flat = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.is_empty() {
+        return "(empty body)".into();
+    }
+    match flat.char_indices().nth(MAX_EXCERPT_CHARS) {
+        Some((at, _)) => format!("{}…", &flat[..at]),
+        None => flat,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,8 +25,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most of a response body handed to the model.
 const MAX_RESULT_BYTES: usize = 16 * 1024;
-/// The most of an error response quoted in the error.
-const MAX_EXCERPT_CHARS: usize = 500;
 /// How deep `$ref`s may nest before we stop following them.
 const MAX_REF_DEPTH: usize = 64;
 /// How many `$ref`s one operation's schemas may inline: shared schemas that
@@ -123,11 +121,8 @@ pub async fn call(
     // are added last, so that no argument can replace them.
     let mut credentials = HeaderMap::new();
     for (header, variable) in &operation.headers_from_env {
-        let value = std::env::var(variable).map_err(|_| {
-            ToolError::Refused(format!(
-                "the environment variable `{variable}` (for header `{header}`) is not set on the worker"
-            ))
-        })?;
+        let value = crate::secrets::from_env(variable, &format!("for header `{header}`"))
+            .map_err(ToolError::Refused)?;
         // Never quote the value: it is a secret.
         let invalid = || {
             ToolError::Refused(format!(
@@ -225,7 +220,10 @@ pub async fn call(
         }
         return Ok(ToolOutput::ok(content));
     }
-    let message = format!("{what} answered HTTP {status}: {}", excerpt(&body));
+    let message = format!(
+        "{what} answered HTTP {status}: {}",
+        crate::tools::excerpt(&body)
+    );
     if status.as_u16() == 429 || status.is_server_error() {
         Err(ToolError::Transient(message))
     } else {
@@ -880,16 +878,4 @@ async fn read_capped(
         }
     }
     Ok((String::from_utf8_lossy(&bytes).into_owned(), truncated))
-}
-
-/// The start of an error body, on one line.
-fn excerpt(body: &str) -> String {
-    let flat: String = body.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.is_empty() {
-        return "(empty body)".into();
-    }
-    match flat.char_indices().nth(MAX_EXCERPT_CHARS) {
-        Some((at, _)) => format!("{}…", &flat[..at]),
-        None => flat,
-    }
 }

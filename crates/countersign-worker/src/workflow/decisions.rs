@@ -2,7 +2,7 @@
 //! `approval_decision` signal and the expiry timer. Pure state changes; the
 //! waiting call in the run loop notices them.
 
-use super::{AgentRun, Resolution, approval_arguments, timestamp};
+use super::{AgentRun, Resolution, approval_arguments, format_duration, timestamp};
 use countersign_policy::EffectClass;
 use countersign_policy::schema::check_arguments;
 use countersign_proto::{
@@ -312,26 +312,14 @@ impl AgentRun {
 
     /// Records that an approval is still waiting after `after` (a reminder).
     pub(super) fn remind(&mut self, approval_id: &str, after: Duration, now: Option<SystemTime>) {
-        let Some(tool) = self
-            .approval(approval_id)
-            .filter(|a| a.state() == ApprovalState::Pending)
-            .and_then(|a| a.tool.as_ref().map(|t| t.name.clone()))
-        else {
+        if !self.is_pending(approval_id) {
             return;
-        };
-        self.state.decisions.push(DecisionRecord {
-            approval_id: approval_id.to_string(),
-            tool,
-            accepted: true,
-            message: format!(
-                "reminder: still waiting for a decision after {}",
-                humantime::format_duration(after)
-            ),
-            decided_at: now.map(timestamp),
-            resulting_state: ApprovalState::Pending as i32,
-            channel: "timer".into(),
-            ..Default::default()
-        });
+        }
+        let message = format!(
+            "reminder: still waiting for a decision after {}",
+            format_duration(after)
+        );
+        self.record_timer(approval_id, message, ApprovalState::Pending, now);
     }
 
     /// Escalates a still-pending approval: the agent's `escalate_to` groups
@@ -363,21 +351,8 @@ impl AgentRun {
                 approval.approver_groups.push(group.clone());
             }
         }
-        let tool = approval
-            .tool
-            .as_ref()
-            .map(|t| t.name.clone())
-            .unwrap_or_default();
-        self.state.decisions.push(DecisionRecord {
-            approval_id: approval_id.to_string(),
-            tool,
-            accepted: true,
-            message: format!("escalated: {} may now decide", groups.join(", ")),
-            decided_at: now.map(timestamp),
-            resulting_state: ApprovalState::Pending as i32,
-            channel: "timer".into(),
-            ..Default::default()
-        });
+        let message = format!("escalated: {} may now decide", groups.join(", "));
+        self.record_timer(approval_id, message, ApprovalState::Pending, now);
     }
 
     /// Records a signal payload that was not a decision at all.
@@ -400,18 +375,35 @@ impl AgentRun {
             return;
         }
         approval.state = ApprovalState::Expired as i32;
-        let tool = approval
-            .tool
-            .as_ref()
+        self.record_timer(
+            approval_id,
+            "expired: nobody decided in time; the call did not run".into(),
+            ApprovalState::Expired,
+            now,
+        );
+    }
+
+    /// Records what a waiting stage did (reminder, escalation, expiry) in
+    /// the audit trail, as channel `timer`.
+    fn record_timer(
+        &mut self,
+        approval_id: &str,
+        message: String,
+        resulting: ApprovalState,
+        now: Option<SystemTime>,
+    ) {
+        let tool = self
+            .approval(approval_id)
+            .and_then(|a| a.tool.as_ref())
             .map(|t| t.name.clone())
             .unwrap_or_default();
         self.state.decisions.push(DecisionRecord {
             approval_id: approval_id.to_string(),
             tool,
             accepted: true,
-            message: "expired: nobody decided in time; the call did not run".into(),
+            message,
             decided_at: now.map(timestamp),
-            resulting_state: ApprovalState::Expired as i32,
+            resulting_state: resulting as i32,
             channel: "timer".into(),
             ..Default::default()
         });

@@ -155,11 +155,8 @@ fn addresses(args: &Value, name: &str, required: bool) -> Result<Vec<Mailbox>, T
 
 /// The value of the environment variable named by `field` of the connector.
 fn env_value(variable: &str, field: &str) -> Result<String, ToolError> {
-    std::env::var(variable).map_err(|_| {
-        ToolError::Refused(format!(
-            "the environment variable `{variable}` (the mail connector's `{field}`) is not set on the worker"
-        ))
-    })
+    crate::secrets::from_env(variable, &format!("the mail connector's `{field}`"))
+        .map_err(ToolError::Refused)
 }
 
 fn credentials(connector: &Connector) -> Result<Option<Credentials>, ToolError> {

@@ -78,12 +78,7 @@ pub(super) async fn run(
 
 fn token(connector: &Connector) -> Result<String, ToolError> {
     let variable = connector.token_env.as_deref().unwrap_or(DEFAULT_TOKEN_ENV);
-    match std::env::var(variable) {
-        Ok(token) if !token.trim().is_empty() => Ok(token.trim().to_string()),
-        _ => Err(ToolError::Refused(format!(
-            "the environment variable `{variable}` (the Slack bot token) is not set on the worker"
-        ))),
-    }
+    crate::secrets::from_env(variable, "the Slack bot token").map_err(ToolError::Refused)
 }
 
 async fn post_message(
