@@ -29,12 +29,9 @@ enum Command {
     /// The whole local stack on the embedded default: Temporal dev server
     /// (SQLite under .countersign/), search attributes, worker, and a demo run.
     Dev(crate::demo::DevArgs),
-    /// Runs a worker for AgentRun workflows and their activities.
-    Worker {
-        /// The task queue to poll.
-        #[arg(long, default_value = TASK_QUEUE)]
-        task_queue: String,
-    },
+    /// Runs a worker for AgentRun workflows and their activities; SIGTERM or
+    /// Ctrl-C drains the activities in flight, then exits.
+    Worker(crate::worker::WorkerArgs),
     /// Starts, shows and lists agent runs.
     #[command(subcommand)]
     Run(RunCommand),
@@ -221,7 +218,7 @@ fn identity(explicit: Option<String>, variable: &str, flag: &str) -> Result<Stri
 pub async fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Dev(args) => crate::demo::dev(args).await,
-        Command::Worker { task_queue } => run_worker(&task_queue).await,
+        Command::Worker(args) => crate::worker::run(args).await,
         Command::Run(command) => run_command(command).await,
         Command::Approvals(command) => approvals_command(command).await,
         Command::Serve {
@@ -318,28 +315,6 @@ async fn serve(listen: &str, config: Option<&std::path::Path>, task_queue: Strin
         })
         .await
         .context("the server stopped")
-}
-
-async fn run_worker(task_queue: &str) -> Result<()> {
-    let client = countersign_approvals::connect_from_env().await?;
-    let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())
-        .context("starting the Temporal runtime")?;
-    let mut worker = countersign_worker::build_worker(&runtime, client, task_queue)?;
-    let shutdown = worker.shutdown_handle();
-    let run = worker.run();
-    tokio::pin!(run);
-    eprintln!("countersign worker polling task queue `{task_queue}`");
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        result = &mut run => return result.context("the worker stopped"),
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    // Finish in-flight tasks; waiting runs lose nothing (they live in Temporal).
-    eprintln!("shutting down the worker");
-    shutdown();
-    run.await.context("the worker stopped")?;
-    Ok(())
 }
 
 /// Reads an agent file and checks its OpenAPI documents, so a broken one is

@@ -7,3 +7,4 @@ pub mod demo;
 pub mod devserver;
 pub mod output;
 pub mod policy_check;
+pub mod worker;

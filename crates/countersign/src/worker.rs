@@ -1,0 +1,199 @@
+//! `countersign worker`: a worker process for `AgentRun` workflows and their
+//! activities, tuned from flags or `COUNTERSIGN_WORKER_*` variables, that
+//! drains its activities in flight on SIGTERM or Ctrl-C.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use countersign_proto::contract::TASK_QUEUE;
+use countersign_worker::WorkerTuning;
+use std::time::Duration;
+
+/// The options of `countersign worker`. Every tuning flag has a
+/// `COUNTERSIGN_WORKER_*` variable; a flag given on the command line wins.
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// The task queue to poll.
+    #[arg(long, default_value = TASK_QUEUE)]
+    pub task_queue: String,
+    /// Workflow runs kept in memory between tasks (the sticky cache). A run
+    /// waiting for approval costs one entry until it is evicted; after that,
+    /// its next decision replays its history once. 0 turns the cache off.
+    #[arg(long, env = "COUNTERSIGN_WORKER_MAX_CACHED_WORKFLOWS",
+          default_value_t = WorkerTuning::default().max_cached_workflows)]
+    pub max_cached_workflows: usize,
+    /// Workflow tasks processed at once (at least 2).
+    #[arg(long, env = "COUNTERSIGN_WORKER_MAX_CONCURRENT_WORKFLOW_TASKS",
+          default_value_t = WorkerTuning::default().max_concurrent_workflow_tasks,
+          value_parser = at_least(2))]
+    pub max_concurrent_workflow_tasks: usize,
+    /// Activities (model turns, tool calls, notifications) run at once.
+    #[arg(long, env = "COUNTERSIGN_WORKER_MAX_CONCURRENT_ACTIVITIES",
+          default_value_t = WorkerTuning::default().max_concurrent_activities,
+          value_parser = at_least(1))]
+    pub max_concurrent_activities: usize,
+    /// Concurrent long polls for workflow tasks (at least 2).
+    #[arg(long, env = "COUNTERSIGN_WORKER_WORKFLOW_POLLERS",
+          default_value_t = WorkerTuning::default().workflow_task_pollers,
+          value_parser = at_least(2))]
+    pub workflow_pollers: usize,
+    /// Concurrent long polls for activity tasks.
+    #[arg(long, env = "COUNTERSIGN_WORKER_ACTIVITY_POLLERS",
+          default_value_t = WorkerTuning::default().activity_task_pollers,
+          value_parser = at_least(1))]
+    pub activity_pollers: usize,
+    /// On SIGTERM or Ctrl-C, how many seconds activities in flight may take
+    /// to finish before they are cancelled (and retried by another worker).
+    #[arg(long, value_name = "SECONDS", env = "COUNTERSIGN_WORKER_SHUTDOWN_GRACE",
+          default_value_t = WorkerTuning::default().graceful_shutdown.as_secs())]
+    pub shutdown_grace: u64,
+}
+
+fn at_least(minimum: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
+    move |text| {
+        let n: usize = text
+            .parse()
+            .map_err(|_| format!("`{text}` is not a whole number"))?;
+        if n < minimum {
+            return Err(format!("must be at least {minimum}"));
+        }
+        Ok(n)
+    }
+}
+
+impl WorkerArgs {
+    /// The tuning these options ask for.
+    pub fn tuning(&self) -> WorkerTuning {
+        WorkerTuning {
+            max_cached_workflows: self.max_cached_workflows,
+            max_concurrent_workflow_tasks: self.max_concurrent_workflow_tasks,
+            max_concurrent_activities: self.max_concurrent_activities,
+            workflow_task_pollers: self.workflow_pollers,
+            activity_task_pollers: self.activity_pollers,
+            graceful_shutdown: Duration::from_secs(self.shutdown_grace),
+        }
+    }
+}
+
+/// How long after the grace period shutdown may still take (workflow tasks
+/// in flight, reporting the cancelled activities) before the process gives up.
+const SHUTDOWN_MARGIN: Duration = Duration::from_secs(15);
+
+/// Runs the worker until SIGTERM or Ctrl-C, then drains: polling stops,
+/// activities in flight get the grace period to finish, and the process
+/// returns `Ok` (exit status 0). Runs waiting for approval are not touched:
+/// they live in Temporal. A second signal stops at once, with an error.
+pub async fn run(args: WorkerArgs) -> Result<()> {
+    let tuning = args.tuning();
+    let client = countersign_approvals::connect_from_env().await?;
+    let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())
+        .context("starting the Temporal runtime")?;
+    let mut worker =
+        countersign_worker::build_tuned_worker(&runtime, client, &args.task_queue, &tuning)?;
+    let shutdown = worker.shutdown_handle();
+    // Signals are caught before the first poll, so no task is ever taken
+    // by a process that a SIGTERM would then kill outright.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let run = worker.run();
+    tokio::pin!(run);
+    eprintln!(
+        "countersign worker polling task queue `{}` (cache {}, workflow tasks {}, activities {}, pollers {}/{}, shutdown grace {}s)",
+        args.task_queue,
+        tuning.max_cached_workflows,
+        tuning.max_concurrent_workflow_tasks,
+        tuning.max_concurrent_activities,
+        tuning.workflow_task_pollers,
+        tuning.activity_task_pollers,
+        args.shutdown_grace,
+    );
+    tokio::select! {
+        result = &mut run => return result.context("the worker stopped"),
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    eprintln!(
+        "shutting down: no new tasks; activities in flight have {}s to finish (a second signal stops at once)",
+        args.shutdown_grace
+    );
+    shutdown();
+    let limit = tuning.graceful_shutdown + SHUTDOWN_MARGIN;
+    tokio::select! {
+        result = tokio::time::timeout(limit, &mut run) => match result {
+            Ok(result) => result.context("the worker stopped")?,
+            Err(_) => bail!("the worker did not stop within {}s", limit.as_secs()),
+        },
+        _ = tokio::signal::ctrl_c() => bail!("stopped before activities in flight finished"),
+        _ = terminate.recv() => bail!("stopped before activities in flight finished"),
+    }
+    eprintln!("countersign worker stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<WorkerArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("worker").chain(args.iter().copied()))
+            .map(|cli| cli.worker)
+    }
+
+    #[test]
+    fn defaults_are_the_library_defaults() {
+        let args = parse(&[]).unwrap();
+        assert_eq!(args.task_queue, TASK_QUEUE);
+        assert_eq!(args.tuning(), WorkerTuning::default());
+    }
+
+    #[test]
+    fn flags_set_every_knob() {
+        let args = parse(&[
+            "--max-cached-workflows",
+            "0",
+            "--max-concurrent-workflow-tasks",
+            "8",
+            "--max-concurrent-activities",
+            "3",
+            "--workflow-pollers",
+            "2",
+            "--activity-pollers",
+            "1",
+            "--shutdown-grace",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.tuning(),
+            WorkerTuning {
+                max_cached_workflows: 0,
+                max_concurrent_workflow_tasks: 8,
+                max_concurrent_activities: 3,
+                workflow_task_pollers: 2,
+                activity_task_pollers: 1,
+                graceful_shutdown: Duration::from_secs(7),
+            }
+        );
+    }
+
+    #[test]
+    fn values_the_sdk_would_refuse_are_refused_by_name() {
+        for (flag, value) in [
+            ("--workflow-pollers", "1"),
+            ("--max-concurrent-workflow-tasks", "1"),
+            ("--max-concurrent-activities", "0"),
+            ("--activity-pollers", "0"),
+            ("--shutdown-grace", "-1"),
+        ] {
+            let error = parse(&[&format!("{flag}={value}")])
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(flag), "{flag} {value}: {error}");
+        }
+    }
+}
