@@ -498,7 +498,7 @@ async fn http_api_approves_with_edits_once_over_a_listening_server() -> Result<(
             .text()
             .await?;
         for line in [
-            "countersign_decisions_total{outcome=\"approved_with_edits\"} 3",
+            "countersign_decisions_total{channel=\"api\",outcome=\"approved_with_edits\"} 3",
             "countersign_http_requests_total{route=\"/approvals/{id}/approve\",status=\"409\"}",
             "countersign_http_requests_total{route=\"/approvals/{id}/approve\",status=\"422\"} 1",
             "countersign_http_requests_total{route=\"/approvals/{id}/approve\",status=\"400\"} 1",

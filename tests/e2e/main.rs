@@ -5,6 +5,7 @@ mod gated_runs;
 mod harness;
 mod http_api;
 mod mcp_adapter;
+mod observability;
 mod operators;
 mod policy_rules;
 mod slack;

@@ -454,6 +454,19 @@ async fn slack_button_approves_and_the_message_is_updated() -> Result<()> {
         assert!(text.contains("already closed (approved)"), "{text}");
         assert_eq!(env.sink.received("/payments").len(), 1);
 
+        // /metrics counted the Slack decisions: bob's approval (timed), and
+        // eve's click and the late second click as refusals; the unknown
+        // user's click is no reviewer's decision.
+        let metrics = send(&app, Request::get("/metrics").body(Body::empty())?).await?;
+        let metrics = String::from_utf8_lossy(&metrics.raw);
+        for line in [
+            "countersign_decisions_total{channel=\"slack\",outcome=\"approved\"} 1\n",
+            "countersign_decisions_total{channel=\"slack\",outcome=\"refused\"} 2\n",
+            "countersign_decision_latency_seconds_count{channel=\"slack\"} 1\n",
+        ] {
+            assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+        }
+
         env.record_and_replay(&id, "slack_approve").await
     })
     .await

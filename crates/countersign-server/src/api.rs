@@ -11,12 +11,14 @@
 
 use crate::auth::Authenticated;
 use crate::config::RunsConfig;
+use crate::metrics::{
+    Channel, Metrics, decision_span, finish_decision, record_run_id, refuse_decision,
+};
 use crate::{AppState, Problem, Reviewer};
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -29,9 +31,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use tracing::Instrument;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -46,7 +48,7 @@ pub fn routes() -> Router<AppState> {
         .route("/runs", post(start_run))
         .route("/runs/{id}", get(get_run))
         .route("/openapi.json", get(openapi_json))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(crate::metrics::metrics))
 }
 
 // ---------------------------------------------------------------------------
@@ -476,43 +478,48 @@ async fn deny(
 
 /// Looks the approval up, checks the reviewer's groups, sends the decision
 /// by update (a retried request has the same update id, so it gets the
-/// first outcome) and counts the answer.
+/// first outcome), counts the answer and logs it, in a [`decision_span`].
 async fn decide(
     state: &AppState,
     metrics: Option<&Metrics>,
     reviewer: &Reviewer,
     decision: Decision,
 ) -> Result<Json<DecisionOutcome>, Problem> {
-    let result = send_decision(state, reviewer, decision).await;
-    if let Some(metrics) = metrics {
-        metrics.count_decision(&match &result {
-            Ok(outcome) => outcome
-                .state()
-                .as_str_name()
-                .trim_start_matches("APPROVAL_STATE_")
-                .to_ascii_lowercase(),
-            Err(_) => "refused".to_string(),
-        });
-    }
-    result.map(Json)
+    let span = decision_span(Channel::Api, &decision.approval_id, &reviewer.id);
+    send_decision(state, metrics, reviewer, decision)
+        .instrument(span)
+        .await
+        .map(Json)
 }
 
 async fn send_decision(
     state: &AppState,
+    metrics: Option<&Metrics>,
     reviewer: &Reviewer,
     decision: Decision,
 ) -> Result<DecisionOutcome, Problem> {
-    let approval = state.approvals.get(&decision.approval_id).await?;
+    let approval = match state.approvals.get(&decision.approval_id).await {
+        Ok(approval) => approval,
+        Err(e) => {
+            refuse_decision(metrics, Channel::Api, &e);
+            return Err(e.into());
+        }
+    };
+    record_run_id(&approval);
     if !reviewer.may_decide(&approval) {
-        return Err(Problem::forbidden(format!(
+        let problem = Problem::forbidden(format!(
             "{} may not decide approval `{}`: the run lets only {} decide it (approver groups {})",
             reviewer.id,
             approval.approval_id,
             approval.approvers.join(", "),
             approval.approver_groups.join(", ")
-        )));
+        ));
+        refuse_decision(metrics, Channel::Api, &problem.detail);
+        return Err(problem);
     }
-    Ok(state.approvals.decide(decision).await?)
+    let result = state.approvals.decide(decision).await;
+    finish_decision(metrics, Channel::Api, Some(&approval), result.as_ref().ok());
+    Ok(result?)
 }
 
 #[utoipa::path(post, path = "/runs", tag = "runs", security(("bearer" = [])),
@@ -650,7 +657,7 @@ async fn get_run(
         title = "Countersign",
         description = "Human approval gates for AI agent tool calls. Every route but /openapi.json, /metrics and /healthz needs `Authorization: Bearer <token>`; the reviewer recorded on a decision is the token's reviewer."
     ),
-    paths(list_approvals, get_approval, approve, deny, start_run, get_run, openapi_json, metrics),
+    paths(list_approvals, get_approval, approve, deny, start_run, get_run, openapi_json, crate::metrics::metrics),
     components(schemas(ApproveBody, DenyBody, StartRunBody, StartedRun, ApprovalList, UnreachableRun)),
     modifiers(&BearerAuth),
     tags(
@@ -687,148 +694,9 @@ async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }
 
-// ---------------------------------------------------------------------------
-// Metrics.
-
-/// The counters behind `GET /metrics`, one set per router: [`instrument`]
-/// puts them in every request's extensions.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    decisions: Mutex<BTreeMap<String, u64>>,
-}
-
-impl Metrics {
-    /// Counts a request answered on `route` (the route template, e.g.
-    /// `/approvals/{id}/approve`, or `unmatched`) with `status`.
-    pub fn count_request(&self, route: &str, status: StatusCode) {
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry((route.to_string(), status.as_u16()))
-            .or_default() += 1;
-    }
-
-    /// Counts a decision request by what came of it: `approved`,
-    /// `approved_with_edits`, `denied`, `pending` (a quorum still open) or
-    /// `refused`.
-    pub fn count_decision(&self, outcome: &str) {
-        *self
-            .decisions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(outcome.to_string())
-            .or_default() += 1;
-    }
-
-    /// The counters in the Prometheus text exposition format.
-    pub fn render(&self) -> String {
-        use std::fmt::Write;
-        let mut text = String::from(
-            "# HELP countersign_http_requests_total HTTP requests answered, by route template and status.\n\
-             # TYPE countersign_http_requests_total counter\n",
-        );
-        for ((route, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(
-                text,
-                "countersign_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                label_value(route)
-            );
-        }
-        text.push_str(
-            "# HELP countersign_decisions_total Decision requests sent through the API, by what came of them.\n\
-             # TYPE countersign_decisions_total counter\n",
-        );
-        for (outcome, n) in self
-            .decisions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            let _ = writeln!(
-                text,
-                "countersign_decisions_total{{outcome=\"{}\"}} {n}",
-                label_value(outcome)
-            );
-        }
-        text
-    }
-}
-
-/// A Prometheus label value: backslash, quote and newline escaped.
-fn label_value(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Counts every request of `router` in a fresh [`Metrics`] and makes the
-/// counters available to the handlers (and to `GET /metrics`). [`crate::app`]
-/// applies it to the whole router.
-pub fn instrument<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
-    router
-        .layer(middleware::from_fn(count_requests))
-        .layer(Extension(Arc::new(Metrics::default())))
-}
-
-async fn count_requests(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let metrics = request.extensions().get::<Arc<Metrics>>().cloned();
-    let response = next.run(request).await;
-    if let Some(metrics) = metrics {
-        metrics.count_request(&route, response.status());
-    }
-    response
-}
-
-#[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format: countersign_http_requests_total{route,status}, countersign_decisions_total{outcome}", content_type = "text/plain")))]
-async fn metrics(metrics: Option<Extension<Arc<Metrics>>>) -> Response {
-    let text = metrics.map(|m| m.render()).unwrap_or_default();
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metrics_render_in_prometheus_text_format() {
-        let metrics = Metrics::default();
-        metrics.count_request("/approvals/{id}/approve", StatusCode::OK);
-        metrics.count_request("/approvals/{id}/approve", StatusCode::OK);
-        metrics.count_request("unmatched", StatusCode::NOT_FOUND);
-        metrics.count_decision("approved");
-        let text = metrics.render();
-        assert!(text.contains(
-            "countersign_http_requests_total{route=\"/approvals/{id}/approve\",status=\"200\"} 2\n"
-        ));
-        assert!(
-            text.contains(
-                "countersign_http_requests_total{route=\"unmatched\",status=\"404\"} 1\n"
-            )
-        );
-        assert!(text.contains("countersign_decisions_total{outcome=\"approved\"} 1\n"));
-        assert!(text.contains("# TYPE countersign_decisions_total counter\n"));
-        assert_eq!(label_value("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    }
 
     #[test]
     fn json_content_types() {

@@ -21,13 +21,16 @@
 mod render;
 
 use crate::auth::{SESSION_COOKIE, cookie};
+use crate::metrics::{
+    Channel, Metrics, decision_span, finish_decision, record_run_id, refuse_decision,
+};
 use crate::{AppState, Reviewer};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Form, Router};
+use axum::{Extension, Form, Router};
 use countersign_approvals::{Approvals, ApprovalsError, ApproveOptions, PendingListing};
 use countersign_proto::{ApprovalState, DecisionOutcome, PendingApproval, arguments_sha256};
 use hmac::{Hmac, Mac};
@@ -35,7 +38,9 @@ use render::{Draft, Notice, NoticeKind, Page, Recent, RecentDecision};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::Sha256;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+use tracing::Instrument;
 
 /// The flash-message cookie: what the last decision did, shown once by `GET /`.
 pub const FLASH_COOKIE: &str = "countersign_flash";
@@ -600,6 +605,7 @@ async fn decidable(
         .get(id)
         .await
         .map_err(|e| (error_status(&e), format!("Cannot read approval {id}: {e}")))?;
+    record_run_id(&approval);
     if approval.state() != ApprovalState::Pending {
         return Err((
             StatusCode::CONFLICT,
@@ -677,6 +683,7 @@ async fn approve(
     Path(id): Path<String>,
     headers: HeaderMap,
     uri: Uri,
+    metrics: Option<Extension<Arc<Metrics>>>,
     Form(form): Form<ApproveForm>,
 ) -> Response {
     if let Some(refused) = check_post(&headers, &uri, &session, &form.csrf) {
@@ -709,9 +716,15 @@ async fn approve(
             return again(draft, StatusCode::BAD_REQUEST).await;
         }
     };
-    let approval = match decidable(&state, &session, &id).await {
+    let metrics = metrics.as_deref().map(Arc::as_ref);
+    let span = decision_span(Channel::Dashboard, &id, &session.reviewer.id);
+    let approval = match decidable(&state, &session, &id)
+        .instrument(span.clone())
+        .await
+    {
         Ok(approval) => approval,
         Err((status, message)) => {
+            span.in_scope(|| refuse_decision(metrics, Channel::Dashboard, &message));
             draft.error = message;
             return again(draft, status).await;
         }
@@ -722,11 +735,20 @@ async fn approve(
         arguments_sha256: Some(form.arguments_sha256.clone()),
         for_rest_of_run: form.scope == "run",
     };
-    match state
+    let result = state
         .approvals
         .approve(&id, &session.reviewer.id, options)
-        .await
-    {
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| {
+        finish_decision(
+            metrics,
+            Channel::Dashboard,
+            Some(&approval),
+            result.as_ref().ok(),
+        )
+    });
+    match result {
         Ok(outcome) => decided(&state, &outcome_notice(&tool_name(&approval), &outcome)),
         Err(e) => {
             let status = error_status(&e);
@@ -760,6 +782,7 @@ async fn deny(
     Path(id): Path<String>,
     headers: HeaderMap,
     uri: Uri,
+    metrics: Option<Extension<Arc<Metrics>>>,
     Form(form): Form<DenyForm>,
 ) -> Response {
     if let Some(refused) = check_post(&headers, &uri, &session, &form.csrf) {
@@ -782,18 +805,33 @@ async fn deny(
         )
         .await;
     }
-    let approval = match decidable(&state, &session, &id).await {
+    let metrics = metrics.as_deref().map(Arc::as_ref);
+    let span = decision_span(Channel::Dashboard, &id, &session.reviewer.id);
+    let approval = match decidable(&state, &session, &id)
+        .instrument(span.clone())
+        .await
+    {
         Ok(approval) => approval,
         Err((status, message)) => {
+            span.in_scope(|| refuse_decision(metrics, Channel::Dashboard, &message));
             draft.error = message;
             return render_dashboard(&state, &session, Vec::new(), Some(draft), status).await;
         }
     };
-    match state
+    let result = state
         .approvals
         .deny(&id, &session.reviewer.id, reason)
-        .await
-    {
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| {
+        finish_decision(
+            metrics,
+            Channel::Dashboard,
+            Some(&approval),
+            result.as_ref().ok(),
+        )
+    });
+    match result {
         Ok(outcome) => decided(&state, &outcome_notice(&tool_name(&approval), &outcome)),
         Err(e) => {
             let status = error_status(&e);

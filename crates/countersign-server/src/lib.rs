@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod dashboard;
+pub mod metrics;
 pub mod problem;
 pub mod slack;
 
@@ -35,7 +36,7 @@ pub struct AppState {
 /// The whole HTTP surface: API, dashboard, Slack, health, OpenAPI document.
 pub fn app(state: AppState) -> Router {
     // `instrument` counts every request for `/metrics`.
-    api::instrument(
+    metrics::instrument(
         Router::new()
             .merge(api::routes())
             .merge(dashboard::routes())

@@ -25,13 +25,16 @@
 //! whatever channel it came from.
 
 use crate::config::SlackConfig;
+use crate::metrics::{
+    Channel, Metrics, decision_span, finish_decision, record_run_id, refuse_decision,
+};
 use crate::{AppState, Problem, Reviewer};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use countersign_approvals::{Approvals, ApprovalsError, ApproveOptions};
 use countersign_proto::{ApprovalState, DecisionOutcome, PendingApproval};
 use hmac::{Hmac, Mac};
@@ -39,9 +42,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// The `action_id` of the Approve button (as the worker posts it).
 pub const APPROVE_ACTION_ID: &str = "countersign_approve";
@@ -192,7 +196,13 @@ struct Form {
     payload: String,
 }
 
-async fn interactions(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn interactions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    metrics: Option<Extension<Arc<Metrics>>>,
+    body: Bytes,
+) -> Response {
+    let metrics = metrics.map(|Extension(m)| m);
     let Some(slack) = state.config.slack.clone() else {
         return Problem::not_found("Slack is not configured on this server (no [slack] section)")
             .into_response();
@@ -226,15 +236,20 @@ async fn interactions(State(state): State<AppState>, headers: HeaderMap, body: B
         }
     };
     match interaction.kind.as_str() {
-        "block_actions" => block_actions(state, slack, interaction).await,
-        "view_submission" => view_submission(state, interaction).await,
+        "block_actions" => block_actions(state, slack, interaction, metrics).await,
+        "view_submission" => view_submission(state, interaction, metrics).await,
         // Other interactions (view_closed, shortcuts) are not ours to act on.
         _ => StatusCode::OK.into_response(),
     }
 }
 
 /// A button: approve at once, or open the modal that asks why to deny.
-async fn block_actions(state: AppState, slack: SlackConfig, interaction: Interaction) -> Response {
+async fn block_actions(
+    state: AppState,
+    slack: SlackConfig,
+    interaction: Interaction,
+    metrics: Option<Arc<Metrics>>,
+) -> Response {
     let Some(action) = interaction
         .actions
         .iter()
@@ -254,31 +269,46 @@ async fn block_actions(state: AppState, slack: SlackConfig, interaction: Interac
     let approval_id = action.value.clone();
     let trigger_id = interaction.trigger_id.clone();
     let approvals = state.approvals.clone();
-    let task = tokio::spawn(async move {
-        let approval = match checked_approval(&approvals, &approval_id, &reviewer).await {
-            Ok(approval) => approval,
-            Err(text) => return Some(text),
-        };
-        if approve {
-            let options = ApproveOptions {
-                reason: APPROVE_REASON.into(),
-                ..Default::default()
+    let span = decision_span(Channel::Slack, &approval_id, &reviewer.id);
+    let task = tokio::spawn(
+        async move {
+            let metrics = metrics.as_deref();
+            let approval = match checked_approval(&approvals, &approval_id, &reviewer).await {
+                Ok(approval) => approval,
+                Err(text) => {
+                    if approve {
+                        refuse_decision(metrics, Channel::Slack, &text);
+                    }
+                    return Some(text);
+                }
             };
-            Some(
-                match approvals.approve(&approval_id, &reviewer.id, options).await {
+            if approve {
+                let options = ApproveOptions {
+                    reason: APPROVE_REASON.into(),
+                    ..Default::default()
+                };
+                let result = approvals.approve(&approval_id, &reviewer.id, options).await;
+                finish_decision(
+                    metrics,
+                    Channel::Slack,
+                    Some(&approval),
+                    result.as_ref().ok(),
+                );
+                Some(match result {
                     Ok(outcome) => outcome_text(&approval, &reviewer, &outcome),
                     Err(e) => error_text(&approval_id, &e),
-                },
-            )
-        } else {
-            match open_deny_modal(&slack, &trigger_id, &approval).await {
-                Ok(()) => None,
-                Err(problem) => Some(format!(
-                    "Could not open the deny dialog ({problem}). Deny from the dashboard or with `countersign approvals deny` instead."
-                )),
+                })
+            } else {
+                match open_deny_modal(&slack, &trigger_id, &approval).await {
+                    Ok(()) => None,
+                    Err(problem) => Some(format!(
+                        "Could not open the deny dialog ({problem}). Deny from the dashboard or with `countersign approvals deny` instead."
+                    )),
+                }
             }
         }
-    });
+        .instrument(span),
+    );
     match within_budget(task).await {
         Finished::Reply(Some(text)) => ephemeral(text, response_url),
         Finished::Reply(None) => StatusCode::OK.into_response(),
@@ -302,7 +332,11 @@ async fn block_actions(state: AppState, slack: SlackConfig, interaction: Interac
 }
 
 /// The deny modal was submitted: deny with the typed reason.
-async fn view_submission(state: AppState, interaction: Interaction) -> Response {
+async fn view_submission(
+    state: AppState,
+    interaction: Interaction,
+    metrics: Option<Arc<Metrics>>,
+) -> Response {
     let Some(view) = interaction.view else {
         return StatusCode::OK.into_response();
     };
@@ -330,16 +364,32 @@ async fn view_submission(state: AppState, interaction: Interaction) -> Response 
     };
     let approval_id = view.private_metadata;
     let approvals = state.approvals.clone();
-    let task = tokio::spawn(async move {
-        if let Err(text) = checked_approval(&approvals, &approval_id, &reviewer).await {
-            return Some(text);
+    let span = decision_span(Channel::Slack, &approval_id, &reviewer.id);
+    let task = tokio::spawn(
+        async move {
+            let metrics = metrics.as_deref();
+            let approval = match checked_approval(&approvals, &approval_id, &reviewer).await {
+                Ok(approval) => approval,
+                Err(text) => {
+                    refuse_decision(metrics, Channel::Slack, &text);
+                    return Some(text);
+                }
+            };
+            let result = approvals.deny(&approval_id, &reviewer.id, &reason).await;
+            finish_decision(
+                metrics,
+                Channel::Slack,
+                Some(&approval),
+                result.as_ref().ok(),
+            );
+            match result {
+                Ok(outcome) if outcome.accepted => None,
+                Ok(outcome) => Some(format!("Not accepted: {}", outcome.message)),
+                Err(e) => Some(error_text(&approval_id, &e)),
+            }
         }
-        match approvals.deny(&approval_id, &reviewer.id, &reason).await {
-            Ok(outcome) if outcome.accepted => None,
-            Ok(outcome) => Some(format!("Not accepted: {}", outcome.message)),
-            Err(e) => Some(error_text(&approval_id, &e)),
-        }
-    });
+        .instrument(span),
+    );
     match within_budget(task).await {
         // An empty 200 closes the modal.
         Finished::Reply(None) => StatusCode::OK.into_response(),
@@ -380,6 +430,7 @@ async fn checked_approval(
         .get(approval_id)
         .await
         .map_err(|e| error_text(approval_id, &e))?;
+    record_run_id(&approval);
     if approval.state() != ApprovalState::Pending {
         return Err(format!(
             "`{}` is already closed ({}); nothing was changed.",
