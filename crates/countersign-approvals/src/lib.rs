@@ -7,11 +7,15 @@
 //! and inspects runs. It addresses the `AgentRun` workflow only through the
 //! public contract (`countersign_proto::contract`), never through the worker.
 
+mod connection;
 mod contract;
 mod error;
 
 pub use contract::{
     AgentRunWorkflow, ApprovalDecisionSignal, DecideUpdate, PendingApprovalsQuery, RunStateQuery,
+};
+pub use connection::{
+    ConnectionSettings, connect_with, connection_settings_from, connection_settings_from_env,
 };
 pub use error::ApprovalsError;
 
@@ -27,9 +31,8 @@ use countersign_proto::{
 use futures::StreamExt;
 use serde_json::Value;
 use temporalio_client::{
-    Client, ClientOptions, Connection, WorkflowExecuteUpdateOptions, WorkflowGetResultOptions,
-    WorkflowHandle, WorkflowListOptions, WorkflowQueryOptions, WorkflowSignalOptions,
-    WorkflowStartOptions, envconfig::LoadClientConfigProfileOptions,
+    Client, WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowHandle,
+    WorkflowListOptions, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
 };
 use temporalio_common::search_attributes::SearchAttributeKey;
 
@@ -419,16 +422,8 @@ pub fn deny_decision(approval_id: &str, reviewer: &str, reason: &str) -> Decisio
 }
 
 /// Connects to Temporal with the SDK's standard environment variables and
-/// `temporal.toml` profiles.
+/// `temporal.toml` profiles: [`connection_settings_from_env`], then
+/// [`connect_with`].
 pub async fn connect_from_env() -> Result<Client, ApprovalsError> {
-    let (connection_options, client_options) =
-        ClientOptions::load_from_config(LoadClientConfigProfileOptions::default())
-            // ConfigError is not Send + Sync: keep its text only.
-            .map_err(|e| ApprovalsError::Connection(format!("Temporal client settings: {e}")))?;
-    let target = connection_options.target.to_string();
-    let connection = Connection::connect(connection_options).await.map_err(|e| {
-        ApprovalsError::Connection(format!("cannot reach Temporal at {target}: {e}"))
-    })?;
-    Client::new(connection, client_options)
-        .map_err(|e| ApprovalsError::Connection(format!("Temporal client: {e}")))
+    connect_with(connection_settings_from_env()?).await
 }

@@ -84,7 +84,9 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_secs(15);
 /// they live in Temporal. A second signal stops at once, with an error.
 pub async fn run(args: WorkerArgs) -> Result<()> {
     let tuning = args.tuning();
-    let client = countersign_approvals::connect_from_env().await?;
+    let settings = countersign_approvals::connection_settings_from_env()?;
+    let server = settings.summary();
+    let client = countersign_approvals::connect_with(settings).await?;
     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())
         .context("starting the Temporal runtime")?;
     let mut worker =
@@ -96,7 +98,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let run = worker.run();
     tokio::pin!(run);
     eprintln!(
-        "countersign worker polling task queue `{}` (cache {}, workflow tasks {}, activities {}, pollers {}/{}, shutdown grace {}s)",
+        "countersign worker polling task queue `{}` on {server} (cache {}, workflow tasks {}, activities {}, pollers {}/{}, shutdown grace {}s)",
         args.task_queue,
         tuning.max_cached_workflows,
         tuning.max_concurrent_workflow_tasks,
