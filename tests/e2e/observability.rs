@@ -322,3 +322,79 @@ async fn metrics_are_served_when_temporal_is_unreachable() -> Result<()> {
     assert!(down.contains("# TYPE countersign_decision_latency_seconds histogram\n"));
     Ok(())
 }
+
+#[tokio::test]
+async fn json_logs_carry_the_approval_workflow_and_run_ids() -> Result<()> {
+    let env = TestEnv::new("json-logs").await?;
+    env.with_worker(async {
+        let id = env
+            .start(env.agent(&pay_agent("t-json-logs"))?, "pay invoice 11")
+            .await?;
+        let gate = env.pending(&id, 1).await?.remove(0);
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(["approvals", "approve", &gate.approval_id])
+            .args(["--reason", "json logs", "--reviewer", "bob@example.com"])
+            .env("TEMPORAL_ADDRESS", server_address())
+            .env("TEMPORAL_NAMESPACE", "default")
+            .env_remove("TEMPORAL_PROFILE")
+            .env("COUNTERSIGN_LOG_FORMAT", "json")
+            .env("COUNTERSIGN_LOG", "info")
+            .output()
+            .await?;
+        let stderr = String::from_utf8(output.stderr)?;
+        ensure!(output.status.success(), "{stderr}");
+        // Every line on stderr is one JSON object...
+        let lines = stderr
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .with_context(|| format!("not a JSON line: {line}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for line in &lines {
+            for key in ["timestamp", "level", "target", "message"] {
+                ensure!(line[key].is_string(), "no {key} in {line}");
+            }
+        }
+        // ...and the decision's line names the approval, its workflow and run.
+        let answered = lines
+            .iter()
+            .find(|l| l["message"] == "decision answered")
+            .with_context(|| format!("no `decision answered` line in\n{stderr}"))?;
+        assert_eq!(answered["level"], "INFO");
+        assert_eq!(answered["approval_id"], gate.approval_id.as_str());
+        assert_eq!(answered["workflow_id"], id.as_str());
+        assert_eq!(answered["run_id"], gate.run_id.as_str());
+        assert!(!gate.run_id.is_empty());
+        assert_eq!(answered["reviewer"], "bob@example.com");
+        assert_eq!(answered["state"], "APPROVAL_STATE_APPROVED");
+        assert_eq!(answered["spans"], serde_json::json!(["decide"]));
+        // The data on stdout is untouched: the run's answer.
+        assert!(String::from_utf8(output.stdout)?.contains("approved by bob@example.com"));
+
+        // `--log-format text` (the flag beats the variable) is not JSON.
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args([
+                "--log-format",
+                "text",
+                "approvals",
+                "show",
+                &gate.approval_id,
+            ])
+            .env("TEMPORAL_ADDRESS", server_address())
+            .env("TEMPORAL_NAMESPACE", "default")
+            .env_remove("TEMPORAL_PROFILE")
+            .env("COUNTERSIGN_LOG_FORMAT", "json")
+            .env("COUNTERSIGN_LOG", "countersign=debug")
+            .output()
+            .await?;
+        ensure!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        env.result(&id).await?;
+        Ok(())
+    })
+    .await
+}

@@ -33,8 +33,10 @@ use serde_json::Value;
 use temporalio_client::{
     Client, WorkflowExecuteUpdateOptions, WorkflowGetResultOptions, WorkflowHandle,
     WorkflowListOptions, WorkflowQueryOptions, WorkflowSignalOptions, WorkflowStartOptions,
+    WorkflowStartUpdateOptions,
 };
 use temporalio_common::search_attributes::SearchAttributeKey;
+use tracing::Instrument;
 
 /// A run as listed by `run list`.
 #[derive(Debug, Clone, PartialEq)]
@@ -269,7 +271,33 @@ impl Approvals {
     /// Sends a decision by the `decide` update and returns the run's answer.
     /// A decision the run refuses comes back as a typed error. The update id
     /// is derived from approval id and reviewer, so a retry is not counted twice.
+    ///
+    /// Logs the answer (info) in a `decide` span carrying `approval_id`,
+    /// `workflow_id`, `run_id` (once the server named the run), `reviewer`
+    /// and `kind`.
     pub async fn decide(&self, decision: Decision) -> Result<DecisionOutcome, ApprovalsError> {
+        let span = tracing::info_span!(
+            "decide",
+            approval_id = %decision.approval_id,
+            workflow_id = workflow_id_of_approval(&decision.approval_id).unwrap_or_default(),
+            run_id = tracing::field::Empty,
+            reviewer = %decision.reviewer,
+            kind = decision.kind().as_str_name(),
+        );
+        let result = self.decide_in_span(decision).instrument(span.clone()).await;
+        span.in_scope(|| match &result {
+            Ok(outcome) => tracing::info!(
+                accepted = outcome.accepted,
+                state = outcome.state().as_str_name(),
+                answer = %outcome.message,
+                "decision answered"
+            ),
+            Err(e) => tracing::info!(error = %e, "decision refused"),
+        });
+        result
+    }
+
+    async fn decide_in_span(&self, decision: Decision) -> Result<DecisionOutcome, ApprovalsError> {
         let handle = self.handle_for_approval(&decision.approval_id)?;
         let approval_id = decision.approval_id.clone();
         // A retry of the same request dedupes on this id (first outcome
@@ -284,16 +312,21 @@ impl Approvals {
             "decide:{}:{}:{kind}",
             decision.approval_id, decision.reviewer
         );
-        let sent = handle
-            .execute_update(
-                DecideUpdate,
-                decision,
-                WorkflowExecuteUpdateOptions::builder()
-                    .update_id(update_id)
-                    .build(),
-            )
-            .await
-            .map_err(|e| error::from_update(e, &approval_id));
+        let options: WorkflowStartUpdateOptions = WorkflowExecuteUpdateOptions::builder()
+            .update_id(update_id)
+            .build()
+            .into();
+        let rpc_options = options.rpc_options.clone();
+        let sent = match handle.start_update(DecideUpdate, decision, options).await {
+            Ok(update) => {
+                if let Some(run_id) = update.workflow_run_id() {
+                    tracing::Span::current().record("run_id", run_id);
+                }
+                update.get_result(rpc_options).await
+            }
+            Err(e) => Err(e),
+        }
+        .map_err(|e| error::from_update(e, &approval_id));
         match sent {
             // A finished run takes no updates; if it knew the approval, the
             // approval was closed before the run ended: a conflict, not "unknown".
@@ -347,16 +380,29 @@ impl Approvals {
     pub async fn send_decision(&self, decision: Decision) -> Result<(), ApprovalsError> {
         let handle = self.handle_for_approval(&decision.approval_id)?;
         let approval_id = decision.approval_id.clone();
+        let span = tracing::info_span!(
+            "signal_decision",
+            approval_id = %decision.approval_id,
+            workflow_id = handle.info().workflow_id.as_str(),
+            reviewer = %decision.reviewer,
+            kind = decision.kind().as_str_name(),
+        );
         let payload = serde_json::to_value(&decision)
             .map_err(|e| ApprovalsError::InvalidDecision(e.to_string()))?;
-        handle
+        let sent = handle
             .signal(
                 ApprovalDecisionSignal,
                 payload,
                 WorkflowSignalOptions::default(),
             )
+            .instrument(span.clone())
             .await
-            .map_err(|e| error::from_interaction(e, &approval_id))
+            .map_err(|e| error::from_interaction(e, &approval_id));
+        span.in_scope(|| match &sent {
+            Ok(()) => tracing::info!("decision signalled"),
+            Err(e) => tracing::info!(error = %e, "decision not signalled"),
+        });
+        sent
     }
 
     /// Approves a pending call (by update).

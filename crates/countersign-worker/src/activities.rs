@@ -6,11 +6,13 @@ use crate::model::{ModelError, ModelTurn, ModelTurnRequest, play_turn};
 use crate::notify::{NotifyOutcome, NotifyRequest};
 use crate::tools::{ToolError, ToolInvocation, ToolOutput, run_tool};
 use countersign_policy::agent::AgentDefinition;
+use countersign_proto::contract::workflow_id_of_approval;
 use std::sync::Arc;
 use std::time::Duration;
 use temporalio_macros::activities;
 use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
+use tracing::Instrument;
 
 /// The Countersign activities, sharing one HTTP client.
 pub struct CountersignActivities {
@@ -31,6 +33,35 @@ impl CountersignActivities {
 impl Default for CountersignActivities {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// The span of a tool execution: `workflow_id`, `run_id`, `tool`,
+/// `attempt`, and for a call a reviewer approved, its `approval_id` (a gated
+/// call's idempotency key is its approval id).
+fn tool_span(ctx: &ActivityContext, invocation: &ToolInvocation) -> tracing::Span {
+    let info = ctx.info();
+    let workflow_id = info.workflow_id.as_deref().unwrap_or_default();
+    let approval_id = (workflow_id_of_approval(&invocation.idempotency_key) == Some(workflow_id))
+        .then_some(invocation.idempotency_key.as_str());
+    tracing::info_span!(
+        "execute_tool",
+        workflow_id,
+        run_id = info.workflow_run_id.as_deref().unwrap_or_default(),
+        approval_id,
+        tool = %invocation.tool.name,
+        attempt = info.attempt,
+    )
+}
+
+/// Logs what came of a tool execution, in its [`tool_span`].
+fn log_tool_result(result: &Result<ToolOutput, ToolError>) {
+    match result {
+        Ok(output) => tracing::info!(is_error = output.is_error, "tool ran"),
+        Err(ToolError::Refused(message)) => tracing::info!(%message, "tool refused the call"),
+        Err(ToolError::Transient(message)) => {
+            tracing::warn!(%message, "tool failed; Temporal retries it")
+        }
     }
 }
 
@@ -71,9 +102,7 @@ impl CountersignActivities {
         request: NotifyRequest,
     ) -> Result<NotifyOutcome, ActivityError> {
         let outcome = crate::notify::notify(&self.http, &request).await;
-        for problem in &outcome.problems {
-            tracing::warn!(problem, "notification failed");
-        }
+        // `notify` logged its problems, in the approval's span.
         Ok(outcome)
     }
 
@@ -82,10 +111,15 @@ impl CountersignActivities {
     #[activity(name = "execute_tool")]
     pub async fn execute_tool(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         invocation: ToolInvocation,
     ) -> Result<ToolOutput, ActivityError> {
-        match run_tool(&self.http, &invocation).await {
+        let span = tool_span(&ctx, &invocation);
+        let result = run_tool(&self.http, &invocation)
+            .instrument(span.clone())
+            .await;
+        span.in_scope(|| log_tool_result(&result));
+        match result {
             Ok(output) => Ok(output),
             Err(ToolError::Refused(message)) => Ok(ToolOutput::error(message)),
             Err(ToolError::Transient(message)) => {

@@ -29,6 +29,7 @@ use countersign_proto::{DecisionRecord, PendingApproval};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// What happened to an approval.
 // Built once per activity call and serialized at once: boxing the decision
@@ -100,8 +101,64 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How long one request may take.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
 
-/// Announces `request.event` on every configured channel, concurrently.
+impl NotifyEvent {
+    /// The approval the event is about.
+    pub fn approval(&self) -> &PendingApproval {
+        match self {
+            NotifyEvent::Pending { approval }
+            | NotifyEvent::Waiting { approval, .. }
+            | NotifyEvent::Decided { approval, .. } => approval,
+        }
+    }
+
+    /// The event's name in logs: `pending`, `reminder`, `escalated` or `decided`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            NotifyEvent::Pending { .. } => "pending",
+            NotifyEvent::Waiting {
+                escalated: false, ..
+            } => "reminder",
+            NotifyEvent::Waiting {
+                escalated: true, ..
+            } => "escalated",
+            NotifyEvent::Decided { .. } => "decided",
+        }
+    }
+}
+
+/// The span of worker code about one approval: every line logged in it
+/// carries `approval_id`, `workflow_id` and `run_id`.
+pub fn approval_span(approval: &PendingApproval) -> tracing::Span {
+    tracing::info_span!(
+        "approval",
+        approval_id = %approval.approval_id,
+        workflow_id = %approval.workflow_id,
+        run_id = %approval.run_id,
+    )
+}
+
+/// Announces `request.event` on every configured channel, concurrently, in
+/// the approval's [`approval_span`]; logs the announcement (info) and each
+/// channel that failed (warning).
 pub async fn notify(http: &reqwest::Client, request: &NotifyRequest) -> NotifyOutcome {
+    let span = approval_span(request.event.approval());
+    let outcome = announce(http, request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        for problem in &outcome.problems {
+            tracing::warn!(event = request.event.name(), problem, "notification failed");
+        }
+        tracing::info!(
+            event = request.event.name(),
+            slack = request.config.slack_channel.is_some(),
+            webhook = request.config.webhook_url.is_some(),
+            problems = outcome.problems.len(),
+            "approval announced"
+        );
+    });
+    outcome
+}
+
+async fn announce(http: &reqwest::Client, request: &NotifyRequest) -> NotifyOutcome {
     let config = &request.config;
     let slack = async {
         match &config.slack_channel {

@@ -20,6 +20,17 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "countersign", version)]
 pub struct Cli {
+    /// Log lines on stderr: `text`, or `json` (one object a line, with the
+    /// fields of its spans, such as approval_id, workflow_id and run_id, at
+    /// the top level). `COUNTERSIGN_LOG` filters them (default `warn`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "COUNTERSIGN_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     command: Command,
 }

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod demo;
 pub mod devserver;
+pub mod logging;
 pub mod output;
 pub mod policy_check;
 pub mod worker;

@@ -4,12 +4,8 @@ use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("COUNTERSIGN_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .init();
-    countersign::cli::run(countersign::cli::Cli::parse()).await
+    let cli = countersign::cli::Cli::parse();
+    // Kept to the end: with the `otel` feature it flushes exported spans.
+    let _logging = countersign::logging::init(cli.log_format)?;
+    countersign::cli::run(cli).await
 }
