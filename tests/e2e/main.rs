@@ -10,3 +10,4 @@ mod operators;
 mod policy_rules;
 mod slack;
 mod tool_kinds;
+mod worker_process;

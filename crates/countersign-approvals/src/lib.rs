@@ -11,11 +11,11 @@ mod connection;
 mod contract;
 mod error;
 
-pub use contract::{
-    AgentRunWorkflow, ApprovalDecisionSignal, DecideUpdate, PendingApprovalsQuery, RunStateQuery,
-};
 pub use connection::{
     ConnectionSettings, connect_with, connection_settings_from, connection_settings_from_env,
+};
+pub use contract::{
+    AgentRunWorkflow, ApprovalDecisionSignal, DecideUpdate, PendingApprovalsQuery, RunStateQuery,
 };
 pub use error::ApprovalsError;
 

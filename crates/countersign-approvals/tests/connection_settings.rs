@@ -94,7 +94,10 @@ fn an_mtls_profile_reads_the_client_certificate_and_key() {
         ("TEMPORAL_PROFILE", "mtls"),
     ]))
     .unwrap();
-    assert_eq!(settings.address(), "https://temporal.internal.example:7233/");
+    assert_eq!(
+        settings.address(),
+        "https://temporal.internal.example:7233/"
+    );
     assert_eq!(settings.namespace, "approvals");
     assert_eq!(settings.api_key(), None);
     let tls = settings.tls().expect("a tls table turns TLS on");
@@ -123,7 +126,10 @@ fn environment_variables_override_the_profile() {
     assert_eq!(settings.namespace, "staging.a1b2c");
     assert_eq!(settings.api_key(), Some("rotated-key"));
     assert_eq!(
-        settings.headers().and_then(|h| h.get("x-team")).map(String::as_str),
+        settings
+            .headers()
+            .and_then(|h| h.get("x-team"))
+            .map(String::as_str),
         Some("payments")
     );
 }
@@ -140,7 +146,10 @@ fn environment_variables_alone_configure_mtls() {
         ("TEMPORAL_TLS_CLIENT_KEY_PATH", &key),
     ]))
     .unwrap();
-    assert_eq!(settings.address(), "https://temporal.internal.example:7233/");
+    assert_eq!(
+        settings.address(),
+        "https://temporal.internal.example:7233/"
+    );
     assert_eq!(settings.namespace, "default");
     assert!(settings.client_cert().is_some() && settings.client_key().is_some());
     assert_eq!(

@@ -7,6 +7,7 @@ use crate::notify::{NotifyOutcome, NotifyRequest};
 use crate::tools::{ToolError, ToolInvocation, ToolOutput, run_tool};
 use countersign_policy::agent::AgentDefinition;
 use countersign_proto::contract::workflow_id_of_approval;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use temporalio_macros::activities;
@@ -33,6 +34,22 @@ impl CountersignActivities {
 impl Default for CountersignActivities {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Runs `work` until it finishes or the activity is cancelled: by the worker
+/// shutting down after its grace period (`WorkerTuning::graceful_shutdown`;
+/// the SDK then reports the attempt as failed with `WorkerShutdown`, and
+/// Temporal retries it on another worker), by the run's cancellation, or by
+/// a timeout. Without this, a call still running at the end of the grace
+/// period would hold the worker's shutdown until the call itself gave up.
+async fn until_cancelled<T>(
+    ctx: &ActivityContext,
+    work: impl Future<Output = T>,
+) -> Result<T, ActivityError> {
+    tokio::select! {
+        done = work => Ok(done),
+        _ = ctx.cancelled() => Err(ActivityError::Cancelled { details: None }),
     }
 }
 
@@ -71,10 +88,10 @@ impl CountersignActivities {
     #[activity(name = "discover_tools")]
     pub async fn discover_tools(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         agent: AgentDefinition,
     ) -> Result<Discovery, ActivityError> {
-        Ok(discover(&self.http, &agent).await)
+        until_cancelled(&ctx, discover(&self.http, &agent)).await
     }
 
     /// One model turn. Rate limits and server errors are retried by
@@ -82,15 +99,17 @@ impl CountersignActivities {
     #[activity(name = "model_turn")]
     pub async fn model_turn(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         request: ModelTurnRequest,
     ) -> Result<ModelTurn, ActivityError> {
-        play_turn(&self.http, &request).await.map_err(|e| {
-            ActivityError::from(match e {
-                ModelError::Retryable(message) => ApplicationFailure::new(message),
-                ModelError::Fatal(message) => ApplicationFailure::non_retryable(message),
+        until_cancelled(&ctx, play_turn(&self.http, &request))
+            .await?
+            .map_err(|e| {
+                ActivityError::from(match e {
+                    ModelError::Retryable(message) => ApplicationFailure::new(message),
+                    ModelError::Fatal(message) => ApplicationFailure::non_retryable(message),
+                })
             })
-        })
     }
 
     /// Announces an approval (Slack, webhook). Never fails: problems are
@@ -98,10 +117,10 @@ impl CountersignActivities {
     #[activity(name = "notify")]
     pub async fn notify(
         self: Arc<Self>,
-        _ctx: ActivityContext,
+        ctx: ActivityContext,
         request: NotifyRequest,
     ) -> Result<NotifyOutcome, ActivityError> {
-        let outcome = crate::notify::notify(&self.http, &request).await;
+        let outcome = until_cancelled(&ctx, crate::notify::notify(&self.http, &request)).await?;
         // `notify` logged its problems, in the approval's span.
         Ok(outcome)
     }
@@ -115,9 +134,9 @@ impl CountersignActivities {
         invocation: ToolInvocation,
     ) -> Result<ToolOutput, ActivityError> {
         let span = tool_span(&ctx, &invocation);
-        let result = run_tool(&self.http, &invocation)
+        let result = until_cancelled(&ctx, run_tool(&self.http, &invocation))
             .instrument(span.clone())
-            .await;
+            .await?;
         span.in_scope(|| log_tool_result(&result));
         match result {
             Ok(output) => Ok(output),
