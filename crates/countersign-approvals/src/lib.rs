@@ -298,6 +298,7 @@ impl Approvals {
     }
 
     async fn decide_in_span(&self, decision: Decision) -> Result<DecisionOutcome, ApprovalsError> {
+        check_size(&decision)?;
         let handle = self.handle_for_approval(&decision.approval_id)?;
         let approval_id = decision.approval_id.clone();
         // A retry of the same request dedupes on this id (first outcome
@@ -378,6 +379,7 @@ impl Approvals {
     /// Sends a decision by the `approval_decision` signal (fire-and-forget:
     /// what the run cannot accept is recorded as rejected in its `run_state`).
     pub async fn send_decision(&self, decision: Decision) -> Result<(), ApprovalsError> {
+        check_size(&decision)?;
         let handle = self.handle_for_approval(&decision.approval_id)?;
         let approval_id = decision.approval_id.clone();
         let span = tracing::info_span!(
@@ -472,4 +474,23 @@ pub fn deny_decision(approval_id: &str, reviewer: &str, reason: &str) -> Decisio
 /// [`connect_with`].
 pub async fn connect_from_env() -> Result<Client, ApprovalsError> {
     connect_with(connection_settings_from_env()?).await
+}
+
+/// Refuses, before sending, a decision whose reason or size the run would
+/// refuse anyway (see [`countersign_proto::contract::MAX_DECISION_BYTES`]).
+fn check_size(decision: &Decision) -> Result<(), ApprovalsError> {
+    use countersign_proto::contract::{MAX_DECISION_BYTES, MAX_REASON_CHARS};
+    let reason = decision.reason.chars().count();
+    if reason > MAX_REASON_CHARS {
+        return Err(ApprovalsError::InvalidDecision(format!(
+            "reason is too long ({reason} characters; at most {MAX_REASON_CHARS})"
+        )));
+    }
+    let size = serde_json::to_vec(decision).map_or(usize::MAX, |json| json.len());
+    if size > MAX_DECISION_BYTES {
+        return Err(ApprovalsError::InvalidDecision(format!(
+            "the decision is too large ({size} bytes as JSON; at most {MAX_DECISION_BYTES})"
+        )));
+    }
+    Ok(())
 }

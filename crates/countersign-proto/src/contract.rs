@@ -36,6 +36,18 @@ pub const SEARCH_ATTRIBUTES: [(&str, &str); 5] = [
     (SA_REQUESTER, "Keyword"),
 ];
 
+/// The longest reason a decision may carry. Reasons are kept in the run's
+/// state and shown to the model and to reviewers: a longer one is refused as
+/// a whole rather than cut.
+pub const MAX_REASON_CHARS: usize = 2000;
+
+/// The largest decision (as JSON) a Countersign client sends. Temporal's
+/// default blob limit is 2 MiB, and the SDK echoes a rejected update's whole
+/// request in the worker's reply: an update near that limit would fail the
+/// run's workflow task instead of being refused. This keeps every decision
+/// far below it.
+pub const MAX_DECISION_BYTES: usize = 256 * 1024;
+
 /// The separator between workflow id and approval number in an approval id.
 /// An approval id is `<workflow id>~<suffix>`, so a decision can be routed to
 /// its run from the id alone, without a visibility lookup.
