@@ -18,7 +18,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tower::ServiceExt;
 
 /// In `finance` on the server and in the agent's `finance` group.
-const BOB: &str = "token-bob";
+pub(crate) const BOB: &str = "token-bob";
 /// Also in `finance` on both sides.
 const DAVE: &str = "token-dave";
 /// In `marketing` only: the server refuses her decisions (403).
@@ -82,7 +82,7 @@ builtin = { kind = "http_post", url = "{sink}/announce" }
 "#;
 
 /// The server config of these tests; `runs` is the `[runs]` section.
-fn state(env: &TestEnv, runs: &str) -> Result<AppState> {
+pub(crate) fn state(env: &TestEnv, runs: &str) -> Result<AppState> {
     let mut text = String::new();
     for (id, token, groups) in [
         ("bob@example.com", BOB, r#"["finance"]"#),
@@ -106,8 +106,8 @@ fn state(env: &TestEnv, runs: &str) -> Result<AppState> {
 
 /// An answer: status, content type, JSON body (`Null` when not JSON) and text.
 #[derive(Debug)]
-struct Answer {
-    status: StatusCode,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
     content_type: String,
     json: Value,
     text: String,
@@ -115,7 +115,7 @@ struct Answer {
 
 impl Answer {
     /// Asserts a problem+json answer with `status` and a detail; returns the detail.
-    fn problem(&self, status: StatusCode) -> &str {
+    pub(crate) fn problem(&self, status: StatusCode) -> &str {
         assert_eq!(self.status, status, "{self:?}");
         assert_eq!(self.content_type, "application/problem+json", "{self:?}");
         assert_eq!(self.json["status"], status.as_u16(), "{self:?}");
@@ -126,7 +126,7 @@ impl Answer {
 }
 
 /// What a request carries.
-enum Payload<'a> {
+pub(crate) enum Payload<'a> {
     None,
     /// Bytes sent as `application/json`.
     Json(&'a [u8]),
@@ -135,7 +135,7 @@ enum Payload<'a> {
 }
 
 /// Sends one request through the router (cloned: its metrics are shared).
-async fn call(
+pub(crate) async fn call(
     app: &Router,
     method: &str,
     uri: &str,

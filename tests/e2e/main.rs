@@ -8,6 +8,7 @@ mod mcp_adapter;
 mod observability;
 mod operators;
 mod policy_rules;
+mod reliability;
 mod slack;
 mod tool_kinds;
 mod worker_process;

@@ -41,7 +41,18 @@ pub fn app(state: AppState) -> Router {
             .merge(api::routes())
             .merge(dashboard::routes())
             .merge(slack::routes())
-            .route("/healthz", get(|| async { "ok" })),
+            .route("/healthz", get(|| async { "ok" }))
+            // Unknown paths and methods get problems too, not axum's empty
+            // 404/405: clients parse one error shape.
+            .fallback(|uri: axum::http::Uri| async move {
+                Problem::not_found(format!("no route for `{}`", uri.path()))
+            })
+            .method_not_allowed_fallback(|method: axum::http::Method| async move {
+                Problem::new(
+                    axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                    format!("`{method}` is not allowed on this route"),
+                )
+            }),
     )
     .with_state(state)
 }

@@ -37,6 +37,33 @@ impl Default for CountersignActivities {
     }
 }
 
+/// How often an activity still running reports that it is alive. The
+/// workflow sets a heartbeat timeout ([`crate::workflow::HEARTBEAT_TIMEOUT`])
+/// well above this, so an activity whose worker died is retried elsewhere
+/// within seconds instead of after its whole start-to-close timeout. The
+/// first heartbeat goes out only after this long: quick activities (most of
+/// them) cost no extra round trip.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
+
+/// Runs `work`, heartbeating every [`HEARTBEAT_EVERY`] until it finishes.
+async fn heartbeating<T>(ctx: &ActivityContext, work: impl Future<Output = T>) -> T {
+    tokio::pin!(work);
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + HEARTBEAT_EVERY,
+        HEARTBEAT_EVERY,
+    );
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticks.tick() => {
+                if let Err(e) = ctx.record_heartbeat(()).await {
+                    tracing::warn!(error = %e, "cannot record a heartbeat");
+                }
+            }
+        }
+    }
+}
+
 /// Runs `work` until it finishes or the activity is cancelled: by the worker
 /// shutting down after its grace period (`WorkerTuning::graceful_shutdown`;
 /// the SDK then reports the attempt as failed with `WorkerShutdown`, and
@@ -91,7 +118,7 @@ impl CountersignActivities {
         ctx: ActivityContext,
         agent: AgentDefinition,
     ) -> Result<Discovery, ActivityError> {
-        until_cancelled(&ctx, discover(&self.http, &agent)).await
+        until_cancelled(&ctx, heartbeating(&ctx, discover(&self.http, &agent))).await
     }
 
     /// One model turn. Rate limits and server errors are retried by
@@ -102,7 +129,7 @@ impl CountersignActivities {
         ctx: ActivityContext,
         request: ModelTurnRequest,
     ) -> Result<ModelTurn, ActivityError> {
-        until_cancelled(&ctx, play_turn(&self.http, &request))
+        until_cancelled(&ctx, heartbeating(&ctx, play_turn(&self.http, &request)))
             .await?
             .map_err(|e| {
                 ActivityError::from(match e {
@@ -120,7 +147,11 @@ impl CountersignActivities {
         ctx: ActivityContext,
         request: NotifyRequest,
     ) -> Result<NotifyOutcome, ActivityError> {
-        let outcome = until_cancelled(&ctx, crate::notify::notify(&self.http, &request)).await?;
+        let outcome = until_cancelled(
+            &ctx,
+            heartbeating(&ctx, crate::notify::notify(&self.http, &request)),
+        )
+        .await?;
         // `notify` logged its problems, in the approval's span.
         Ok(outcome)
     }
@@ -134,7 +165,7 @@ impl CountersignActivities {
         invocation: ToolInvocation,
     ) -> Result<ToolOutput, ActivityError> {
         let span = tool_span(&ctx, &invocation);
-        let result = until_cancelled(&ctx, run_tool(&self.http, &invocation))
+        let result = until_cancelled(&ctx, heartbeating(&ctx, run_tool(&self.http, &invocation)))
             .instrument(span.clone())
             .await?;
         span.in_scope(|| log_tool_result(&result));

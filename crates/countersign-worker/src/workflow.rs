@@ -240,6 +240,7 @@ impl AgentRun {
         _ctx: &WorkflowContextView,
         decision: &Decision,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        decisions::check_reason(decision)?;
         self.check_decision(decision)
             .map(|_| ())
             .map_err(|rejection| rejection.into())
@@ -262,9 +263,16 @@ impl AgentRun {
     pub fn approval_decision(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
         let now = ctx.workflow_time();
         match decisions::decode_signal_payload(&payload) {
-            Ok(decision) => {
-                self.apply_decision(decision, now, "signal");
-            }
+            // Runs recorded before the limit accepted any reason; the
+            // marker is written only when a reason is too long.
+            Ok(decision) => match decisions::check_reason(&decision) {
+                Err(problem) if ctx.patched(PATCH_LIMIT_REASON_LENGTH) => {
+                    self.reject(decision, problem, now, "signal");
+                }
+                _ => {
+                    self.apply_decision(decision, now, "signal");
+                }
+            },
             Err(problem) => self.record_malformed(problem, now),
         }
     }
@@ -374,6 +382,9 @@ fn plan_calls(
 
 /// Records a new workflow marker in histories that take the newer path.
 const PATCH_REFUSE_UNKNOWN_TOOLS: &str = "refuse-unknown-tools";
+/// Refuses a signalled decision whose reason exceeds
+/// [`countersign_proto::contract::MAX_REASON_CHARS`] (earlier runs accepted it).
+const PATCH_LIMIT_REASON_LENGTH: &str = "limit-reason-length";
 
 /// Judges one call; when it needs approval, opens a `PendingApproval`.
 fn open_approval(
@@ -889,13 +900,22 @@ fn tool_activity_options() -> ActivityOptions {
     )
 }
 
-/// Five attempts, exponential backoff from `first_retry` to `max_retry`.
+/// How long an activity may go without a heartbeat before Temporal retries it
+/// (on any worker). Activities heartbeat every
+/// [`crate::activities::HEARTBEAT_EVERY`] while they run, so this bounds how
+/// long a worker crash holds up a model turn or a tool call. Changing it
+/// changes no command, so histories in flight replay.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Five attempts, exponential backoff from `first_retry` to `max_retry`,
+/// and the [`HEARTBEAT_TIMEOUT`].
 fn activity_options(
     timeout: Duration,
     first_retry: Duration,
     max_retry: Duration,
 ) -> ActivityOptions {
     ActivityOptions::with_start_to_close_timeout(timeout)
+        .heartbeat_timeout(HEARTBEAT_TIMEOUT)
         .retry_policy(
             RetryPolicy::builder()
                 .initial_interval(first_retry)

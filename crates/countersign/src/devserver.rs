@@ -152,6 +152,24 @@ impl DevServer {
     }
 }
 
+impl DevServer {
+    /// Stops the server the way an operator does (SIGTERM), waiting up to
+    /// `grace` before killing it. Its SQLite file, if any, stays.
+    pub async fn stop(mut self, grace: Duration) -> Result<()> {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + grace;
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                self.child.kill()?;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+}
+
 impl Drop for DevServer {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -5,6 +5,7 @@
 use super::{AgentRun, Resolution, approval_arguments, format_duration, timestamp};
 use countersign_policy::EffectClass;
 use countersign_policy::schema::check_arguments;
+use countersign_proto::contract::MAX_REASON_CHARS;
 use countersign_proto::{
     ApprovalState, Decision, DecisionKind, DecisionOutcome, DecisionRecord, DecisionScope,
     PendingApproval, StickyApproval, struct_to_json,
@@ -15,6 +16,17 @@ use temporalio_common::data_converters::RawValue;
 /// Why a decision was not taken; the text goes back to the sender (update) or
 /// into the audit trail (signal).
 pub(super) type Rejection = String;
+
+/// Refuses a reason longer than [`MAX_REASON_CHARS`].
+pub(super) fn check_reason(d: &Decision) -> Result<(), Rejection> {
+    let length = d.reason.chars().count();
+    if length > MAX_REASON_CHARS {
+        return Err(format!(
+            "reason is too long ({length} characters; at most {MAX_REASON_CHARS})"
+        ));
+    }
+    Ok(())
+}
 
 /// Decodes a signal payload as a proto3-JSON `Decision`.
 pub(super) fn decode_signal_payload(payload: &RawValue) -> Result<Decision, Rejection> {
@@ -182,6 +194,32 @@ impl AgentRun {
     }
 
     /// Applies a decision if it passes the checks; records it either way.
+    /// Records a decision refused before judging (a reason too long), keeping
+    /// only an excerpt of what it carried.
+    pub(super) fn reject(
+        &mut self,
+        d: Decision,
+        problem: Rejection,
+        now: Option<SystemTime>,
+        channel: &str,
+    ) {
+        let state = self
+            .approval(&d.approval_id)
+            .map_or(ApprovalState::Unspecified, |a| a.state());
+        self.state.decisions.push(DecisionRecord {
+            approval_id: d.approval_id,
+            kind: d.kind,
+            reviewer: d.reviewer,
+            reason: d.reason.chars().take(MAX_REASON_CHARS).collect(),
+            decided_at: now.map(timestamp),
+            channel: channel.to_string(),
+            accepted: false,
+            message: problem,
+            resulting_state: state as i32,
+            ..Default::default()
+        });
+    }
+
     pub(super) fn apply_decision(
         &mut self,
         d: Decision,
