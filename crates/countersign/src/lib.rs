@@ -6,6 +6,8 @@ pub mod cli;
 pub mod demo;
 pub mod devserver;
 pub mod logging;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod output;
 pub mod policy_check;
 pub mod worker;

@@ -9,6 +9,9 @@
 //!   spans), all at the top level, and `spans`, the span names. So a line
 //!   logged while deciding an approval carries `approval_id`, `workflow_id`
 //!   and `run_id` as plain fields, whoever logged it.
+//!
+//! With the `otel` cargo feature, spans are also exported over OTLP/gRPC
+//! when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (see [`crate::otel`]).
 
 use serde_json::{Map, Value};
 use std::fmt;
@@ -33,13 +36,19 @@ pub enum LogFormat {
     Json,
 }
 
-/// What must live as long as logging does.
-#[must_use = "keep it until the command ends"]
-pub struct LoggingGuard {}
+/// What must live as long as logging does (the OpenTelemetry exporter,
+/// flushed when dropped).
+#[must_use = "dropping the guard stops span export"]
+pub struct LoggingGuard {
+    #[cfg(feature = "otel")]
+    _otel: Option<crate::otel::OtelGuard>,
+}
 
 /// Installs the global subscriber: the `COUNTERSIGN_LOG` filter (default
-/// `warn`), stderr in `format`.
+/// `warn`), stderr in `format`, and OTLP export when built with `otel` and
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 pub fn init(format: LogFormat) -> anyhow::Result<LoggingGuard> {
+    // A filter per layer: stderr's does not limit what OpenTelemetry exports.
     let filter = EnvFilter::try_from_env("COUNTERSIGN_LOG").unwrap_or_else(|_| "warn".into());
     let stderr = match format {
         LogFormat::Text => tracing_subscriber::fmt::layer()
@@ -54,8 +63,17 @@ pub fn init(format: LogFormat) -> anyhow::Result<LoggingGuard> {
             .boxed(),
     };
     let registry = tracing_subscriber::registry().with(stderr);
-    registry.try_init()?;
-    Ok(LoggingGuard {})
+    #[cfg(feature = "otel")]
+    {
+        let (layer, guard) = crate::otel::layer()?;
+        registry.with(layer).try_init()?;
+        Ok(LoggingGuard { _otel: guard })
+    }
+    #[cfg(not(feature = "otel"))]
+    {
+        registry.try_init()?;
+        Ok(LoggingGuard {})
+    }
 }
 
 /// The `json` event format: every field at the top level (see the module
