@@ -286,6 +286,7 @@ async fn stored_histories_replay_on_current_code() -> Result<()> {
         "signal_edit.json",
         "sticky.json",
         "sub_agent.json",
+        "worker_crash_stages.json",
     ] {
         assert!(
             replayed.iter().any(|r| r == expected),

@@ -14,34 +14,11 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 
-/// One approval-gated payment through the payments API.
+/// The scripted paying agent; its requester may not approve.
 fn agent(payments: &PaymentsApi) -> String {
-    format!(
-        r#"
-name = "bad-input"
-approval_expiry = "1h"
-separation_of_duties = true
-
-[model]
-provider = "scripted"
-
-[[model.steps]]
-say = "Paying."
-calls = [{{ tool = "pay", arguments = {{ to = "acme", amount = 10, currency = "EUR" }} }}]
-on_error = "report"
-
-[[model.steps]]
-say = "Paid: {{last_result}}"
-
-[[model.steps]]
-id = "report"
-say = "Not paid: {{last_error}}"
-
-[[tools]]
-name = "pay"
-builtin = {{ kind = "payment_request", url = "{}/payments" }}
-"#,
-        payments.url
+    scripted_paying_agent("bad-input", "1h", payments).replace(
+        "approval_expiry = \"1h\"",
+        "approval_expiry = \"1h\"\nseparation_of_duties = true",
     )
 }
 

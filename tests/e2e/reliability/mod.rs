@@ -10,6 +10,7 @@
 
 mod bad_input;
 mod racing;
+mod scale_out;
 mod server_restart;
 mod worker_crash;
 
@@ -73,6 +74,13 @@ pub fn write_report(scenario: &str, report: &Value) -> Result<()> {
 /// the suite can check it never panicked.
 pub struct WorkerProcess {
     child: tokio::process::Child,
+}
+
+impl WorkerProcess {
+    /// The process id (part of the worker identity Temporal records).
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
 }
 
 impl WorkerProcess {
@@ -392,6 +400,37 @@ name = "pay"
 builtin = {{ kind = "payment_request", url = "{}/payments" }}
 "#,
         model.base_url, payments.url
+    )
+}
+
+/// A scripted agent that pays once through `payments` after approval and
+/// then says what the payment answered (or why it did not run).
+pub fn scripted_paying_agent(name: &str, expiry: &str, payments: &PaymentsApi) -> String {
+    format!(
+        r#"
+name = "{name}"
+approval_expiry = "{expiry}"
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+say = "Paying."
+calls = [{{ tool = "pay", arguments = {{ to = "acme", amount = 10, currency = "EUR" }} }}]
+on_error = "report"
+
+[[model.steps]]
+say = "Paid: {{last_result}}"
+
+[[model.steps]]
+id = "report"
+say = "Not paid: {{last_error}}"
+
+[[tools]]
+name = "pay"
+builtin = {{ kind = "payment_request", url = "{}/payments" }}
+"#,
+        payments.url
     )
 }
 

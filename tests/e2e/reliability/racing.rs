@@ -48,35 +48,6 @@ enum Seen {
     Signalled,
 }
 
-fn agent_toml(name: &str, expiry: &str, payments: &PaymentsApi) -> String {
-    format!(
-        r#"
-name = "{name}"
-approval_expiry = "{expiry}"
-
-[model]
-provider = "scripted"
-
-[[model.steps]]
-say = "Paying."
-calls = [{{ tool = "pay", arguments = {{ to = "acme", amount = 10, currency = "EUR" }} }}]
-on_error = "report"
-
-[[model.steps]]
-say = "Paid: {{last_result}}"
-
-[[model.steps]]
-id = "report"
-say = "Not paid: {{last_error}}"
-
-[[tools]]
-name = "pay"
-builtin = {{ kind = "payment_request", url = "{}/payments" }}
-"#,
-        payments.url
-    )
-}
-
 #[tokio::test]
 async fn racing_decisions_end_each_approval_exactly_once() -> Result<()> {
     let runs = scale(100, 1000);
@@ -93,8 +64,8 @@ async fn racing_decisions_end_each_approval_exactly_once() -> Result<()> {
     let started = Instant::now();
 
     // One run in ten expires after 2 s and only ever gets late decisions.
-    let waiting = env.agent(&agent_toml("race-wait", "1h", &payments))?;
-    let expiring = env.agent(&agent_toml("race-expire", "2s", &payments))?;
+    let waiting = env.agent(&scripted_paying_agent("race-wait", "1h", &payments))?;
+    let expiring = env.agent(&scripted_paying_agent("race-expire", "2s", &payments))?;
     let expires = |i: usize| i % 10 == 9;
     let ids: Vec<String> = stream::iter(0..runs)
         .map(|i| {

@@ -168,6 +168,10 @@ async fn every_run_survives_worker_kills_at_each_stage() -> Result<()> {
     .await?;
     let tally = HistoryTally::of(&env.client, &ids).await?;
     worker.kill().await?;
+    // One run through all four kills, replayed on every test run from now
+    // on (tests/histories/worker_crash_stages.json).
+    env.record_and_replay(&ids[0], "worker_crash_stages")
+        .await?;
 
     let made = payments.payments();
     let deliveries = payments.deliveries();
