@@ -286,3 +286,120 @@ async fn a_tool_call_outliving_the_grace_period_is_cancelled_and_retried() -> Re
     assert_eq!(keys[0], keys[1], "a retry carries the same key");
     Ok(())
 }
+
+/// The value of the sample of `name` whose labels include every one of
+/// `labels` (`key="value"`), in Prometheus text.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_serves_sdk_and_tool_metrics() -> Result<()> {
+    let env = TestEnv::new("metrics").await?;
+    let worker = WorkerProcess::start(&env.task_queue, &["--metrics", "127.0.0.1:0"], &[]).await?;
+    let log = worker.log();
+    let url = log
+        .lines()
+        .find_map(|line| line.strip_prefix("metrics at "))
+        .with_context(|| format!("no metrics address in the worker's log:\n{log}"))?
+        .to_string();
+    // One call that succeeds and one that gets an error result.
+    let agent = env.agent(
+        r#"
+name = "t-metrics"
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+say = "Reading and announcing."
+calls = [
+  { tool = "read", arguments = { path = "missing.txt" } },
+  { tool = "notify", arguments = { text = "release 1.4" } },
+]
+
+[[model.steps]]
+say = "Done."
+
+[[tools]]
+name = "read"
+builtin = { kind = "read_file", root = "." }
+
+[[tools]]
+name = "notify"
+requires_approval = false
+builtin = { kind = "http_post", url = "{sink}/notify" }
+"#,
+    )?;
+    let id = env.start(agent, "announce").await?;
+    assert_eq!(env.result(&id).await?.status(), RunStatus::Completed);
+    assert_eq!(env.sink.received("/notify").len(), 1);
+
+    let queue = format!("task_queue=\"{}\"", env.task_queue);
+    let http = reqwest::Client::new();
+    let text = wait_for("the run's metrics", || async {
+        let text = http.get(&url).send().await.ok()?.text().await.ok()?;
+        sample(
+            &text,
+            "temporal_workflow_completed",
+            &[&queue, "workflow_type=\"AgentRun\""],
+        )
+        .is_some()
+        .then_some(text)
+    })
+    .await?;
+    let executions = "countersign_tool_executions_total";
+    let failures = "countersign_tool_failures_total";
+    assert_eq!(
+        sample(&text, executions, &["tool=\"notify\""]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, executions, &["tool=\"read\""]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            failures,
+            &["tool=\"read\"", "reason=\"error_result\""]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, failures, &["tool=\"notify\""]),
+        None,
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "temporal_workflow_completed",
+            &[&queue, "workflow_type=\"AgentRun\""]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "temporal_worker_start", &[&queue]).is_some(),
+        "{text}"
+    );
+    eprintln!(
+        "metrics endpoint: {} samples, {} temporal_* families",
+        text.lines().filter(|l| !l.starts_with('#')).count(),
+        text.lines()
+            .filter(|l| l.starts_with("# TYPE temporal_"))
+            .count()
+    );
+    Ok(())
+}

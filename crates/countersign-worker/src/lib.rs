@@ -7,6 +7,7 @@
 
 pub mod activities;
 pub mod catalog;
+pub mod metrics;
 pub mod model;
 pub mod notify;
 mod secrets;
@@ -14,6 +15,7 @@ pub mod tools;
 pub mod workflow;
 
 pub use activities::CountersignActivities;
+pub use metrics::ToolMetrics;
 pub use workflow::AgentRun;
 
 use temporalio_client::Client;
@@ -83,6 +85,19 @@ pub fn build_tuned_worker(
     task_queue: &str,
     tuning: &WorkerTuning,
 ) -> Result<Worker, WorkerError> {
+    build_worker_with_metrics(runtime, client, task_queue, tuning, None)
+}
+
+/// Builds a worker like [`build_tuned_worker`] that also counts tool
+/// executions on `metrics` (see [`ToolMetrics`]); the SDK's own worker
+/// metrics go to the meter of `runtime`'s telemetry.
+pub fn build_worker_with_metrics(
+    runtime: &temporalio_sdk::Runtime,
+    client: Client,
+    task_queue: &str,
+    tuning: &WorkerTuning,
+    metrics: Option<&ToolMetrics>,
+) -> Result<Worker, WorkerError> {
     use temporalio_sdk::runtime::{
         PollerBehavior,
         worker_tuner::{FixedSizeSlotSupplier, TunerHolder},
@@ -96,7 +111,7 @@ pub fn build_tuned_worker(
         .local_activity_task_slot_supplier(FixedSizeSlotSupplier::new(1))
         .nexus_task_slot_supplier(FixedSizeSlotSupplier::new(1))
         .build();
-    let options = WorkerOptions::new(task_queue)
+    let mut options = WorkerOptions::new(task_queue)
         .register_workflow::<AgentRun>()
         .map_err(|e| WorkerError::Registration(e.to_string()))?
         .register_activities(CountersignActivities::new())
@@ -108,7 +123,10 @@ pub fn build_tuned_worker(
         .activity_task_poller_behavior(PollerBehavior::SimpleMaximum(
             tuning.activity_task_pollers.max(1),
         ))
-        .graceful_shutdown_period(tuning.graceful_shutdown)
-        .build();
+        .graceful_shutdown_period(tuning.graceful_shutdown);
+    if let Some(metrics) = metrics {
+        options = options.activity_inbound_interceptor(metrics.interceptor());
+    }
+    let options = options.build();
     Worker::new(runtime, client, options).map_err(|e| WorkerError::Create(e.to_string()))
 }

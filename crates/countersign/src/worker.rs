@@ -1,12 +1,15 @@
 //! `countersign worker`: a worker process for `AgentRun` workflows and their
 //! activities, tuned from flags or `COUNTERSIGN_WORKER_*` variables, that
-//! drains its activities in flight on SIGTERM or Ctrl-C.
+//! drains its activities in flight on SIGTERM or Ctrl-C, and optionally
+//! serves Prometheus metrics (the SDK's and Countersign's tool counters).
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use countersign_proto::contract::TASK_QUEUE;
-use countersign_worker::WorkerTuning;
+use countersign_worker::{ToolMetrics, WorkerTuning};
+use std::sync::Arc;
 use std::time::Duration;
+use temporalio_sdk::runtime::RuntimeOptions;
 
 /// The options of `countersign worker`. Every tuning flag has a
 /// `COUNTERSIGN_WORKER_*` variable; a flag given on the command line wins.
@@ -46,6 +49,11 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "SECONDS", env = "COUNTERSIGN_WORKER_SHUTDOWN_GRACE",
           default_value_t = WorkerTuning::default().graceful_shutdown.as_secs())]
     pub shutdown_grace: u64,
+    /// Serve Prometheus metrics at http://ADDR/metrics: the Temporal SDK's
+    /// worker metrics (`temporal_*`) and Countersign's tool counters. Off
+    /// unless given; port 0 picks a free port (printed at start).
+    #[arg(long, value_name = "ADDR", env = "COUNTERSIGN_WORKER_METRICS")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 fn at_least(minimum: usize) -> impl Fn(&str) -> Result<usize, String> + Clone {
@@ -74,6 +82,31 @@ impl WorkerArgs {
     }
 }
 
+/// Starts the SDK's Prometheus exporter on `address` and returns runtime
+/// options that send the SDK's metrics to it, Countersign's tool counters on
+/// the same meter (so one endpoint serves both), and the bound address.
+fn with_prometheus(
+    address: std::net::SocketAddr,
+) -> Result<(RuntimeOptions, ToolMetrics, std::net::SocketAddr)> {
+    use temporalio_common::telemetry::{
+        PrometheusExporterOptions, TelemetryOptions, metrics::CoreMeter,
+        start_prometheus_metric_exporter,
+    };
+    let exporter = start_prometheus_metric_exporter(
+        PrometheusExporterOptions::builder()
+            .socket_addr(address)
+            .build(),
+    )
+    .with_context(|| format!("cannot serve metrics on {address}"))?;
+    let meter: Arc<dyn CoreMeter> = exporter.meter;
+    let telemetry = TelemetryOptions::builder().metrics(meter.clone()).build();
+    let options = RuntimeOptions::builder()
+        .telemetry_options(telemetry)
+        .build()
+        .map_err(|e| anyhow::anyhow!("runtime options: {e}"))?;
+    Ok((options, ToolMetrics::new(meter), exporter.bound_addr))
+}
+
 /// How long after the grace period shutdown may still take (workflow tasks
 /// in flight, reporting the cancelled activities) before the process gives up.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(15);
@@ -87,10 +120,23 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let settings = countersign_approvals::connection_settings_from_env()?;
     let server = settings.summary();
     let client = countersign_approvals::connect_with(settings).await?;
-    let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())
+    let (runtime_options, tool_metrics) = match args.metrics {
+        Some(address) => {
+            let (runtime_options, tool_metrics, bound) = with_prometheus(address)?;
+            eprintln!("metrics at http://{bound}/metrics");
+            (runtime_options, Some(tool_metrics))
+        }
+        None => (RuntimeOptions::default(), None),
+    };
+    let runtime = temporalio_sdk::Runtime::from_current_tokio(runtime_options)
         .context("starting the Temporal runtime")?;
-    let mut worker =
-        countersign_worker::build_tuned_worker(&runtime, client, &args.task_queue, &tuning)?;
+    let mut worker = countersign_worker::build_worker_with_metrics(
+        &runtime,
+        client,
+        &args.task_queue,
+        &tuning,
+        tool_metrics.as_ref(),
+    )?;
     let shutdown = worker.shutdown_handle();
     // Signals are caught before the first poll, so no task is ever taken
     // by a process that a SIGTERM would then kill outright.
