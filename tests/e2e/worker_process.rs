@@ -403,3 +403,72 @@ builtin = { kind = "http_post", url = "{sink}/notify" }
     );
     Ok(())
 }
+
+/// The resident memory of a process, in KiB (Linux).
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// What the sticky cache trades, measured on a `countersign worker`
+/// process: its memory with `RUNS` runs waiting for approval, cached
+/// (`--max-cached-workflows 1000`) or not (`0`), and how long a decision
+/// takes (the `decide` update's round trip, which waits for the run to
+/// accept it: a cached run resumes, an evicted one is fetched and replayed).
+/// Prints the figures; run with
+/// `cargo test -p countersign --test e2e measure_the_cache -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn measure_the_cache_memory_and_replay_trade() -> Result<()> {
+    const RUNS: usize = 200;
+    const DECIDED: usize = 40;
+    for cache in ["1000", "0"] {
+        let env = TestEnv::new(&format!("cache{cache}")).await?;
+        let worker =
+            WorkerProcess::start(&env.task_queue, &["--max-cached-workflows", cache], &[]).await?;
+        let pid = worker.child.id().context("worker pid")?;
+        let agent = env.agent(&pay_agent())?;
+        // Warm the worker up with one run, so the baseline includes the
+        // code paths every run uses.
+        let warm = env.start(agent.clone(), "pay invoice 0").await?;
+        env.pending(&warm, 1).await?;
+        let before = rss_kib(pid)?;
+        let mut ids = Vec::new();
+        for i in 0..RUNS {
+            ids.push(
+                env.start(agent.clone(), &format!("pay invoice {i}"))
+                    .await?,
+            );
+        }
+        let mut approvals = Vec::new();
+        for id in &ids {
+            approvals.push(env.pending(id, 1).await?.remove(0));
+        }
+        let after = rss_kib(pid)?;
+        let mut took = Vec::new();
+        for approval in approvals.iter().take(DECIDED) {
+            let started = Instant::now();
+            env.approvals
+                .approve(&approval.approval_id, "bob", Default::default())
+                .await?;
+            took.push(started.elapsed());
+        }
+        took.sort();
+        let mean = took.iter().sum::<Duration>() / took.len() as u32;
+        eprintln!(
+            "cache {cache}: RSS {before} KiB idle, {after} KiB with {RUNS} runs waiting \
+             ({:+.1} KiB a run); decide round trip over {DECIDED}: median {:?}, mean {mean:?}, max {:?}",
+            (after as f64 - before as f64) / RUNS as f64,
+            took[took.len() / 2],
+            took[took.len() - 1],
+        );
+        for id in ids.iter().take(DECIDED) {
+            assert_eq!(env.result(id).await?.status(), RunStatus::Completed);
+        }
+    }
+    Ok(())
+}
