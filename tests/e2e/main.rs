@@ -1,4 +1,5 @@
 mod child_runs;
+mod compose;
 mod dashboard;
 mod examples;
 mod gated_runs;
