@@ -78,7 +78,8 @@ impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for ApiJsonOr
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Problem> {
         let (is_json, bytes) = body_of(req, state).await?;
-        if bytes.is_empty() {
+        // `null` is what some clients send for "no body".
+        if bytes.is_empty() || bytes.trim_ascii() == b"null" {
             return Ok(ApiJsonOrEmpty(T::default()));
         }
         parse_json(is_json, &bytes).map(ApiJsonOrEmpty)
@@ -177,6 +178,7 @@ pub struct ApprovalFilter {
     pub tool: Option<String>,
     /// `pending`, the default and the only value: decided approvals are in
     /// `GET /runs/{id}`.
+    #[param(pattern = "^pending$")]
     pub status: Option<String>,
 }
 
@@ -209,6 +211,7 @@ pub struct UnreachableRun {
 pub struct ApproveBody {
     /// Why the reviewer approves.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub reason: String,
     /// Run the call with these arguments instead. They are checked against
     /// the tool's schema (422 if they do not fit).
@@ -218,6 +221,7 @@ pub struct ApproveBody {
     /// The `argumentsSha256` the reviewer saw (64 hex digits). The decision
     /// is refused with 409 if the waiting call's arguments hash differently.
     #[serde(default)]
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub arguments_sha256: Option<String>,
     /// Approve this tool for the rest of the run (scope `RUN`); never for money.
     #[serde(default)]
@@ -228,7 +232,8 @@ pub struct ApproveBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DenyBody {
-    /// Why the call is denied (required): the model is told.
+    /// Why the call is denied (required, not blank): the model is told.
+    #[schema(pattern = "\\S", max_length = 2000)]
     pub reason: String,
 }
 
@@ -241,13 +246,14 @@ pub struct StartRunBody {
     /// `<agents_dir>/accounts-payable.toml`), or, only when the server
     /// config sets `[runs] allow_inline_agents = true`, an agent definition
     /// as JSON (the agent file's fields).
-    #[schema(value_type = Value)]
+    #[schema(schema_with = agent_schema)]
     pub agent: Value,
-    /// The user's request.
+    /// The user's request (not blank).
+    #[schema(pattern = "\\S")]
     pub prompt: String,
     /// `autonomous` or `user_requested` (default: the agent's).
     #[serde(default)]
-    #[schema(value_type = Option<String>, example = "user_requested")]
+    #[schema(value_type = Option<String>, example = "user_requested", pattern = "^(autonomous|user_requested)$")]
     pub mode: Option<RunMode>,
     /// The conversation the run belongs to.
     #[serde(default)]
@@ -257,6 +263,27 @@ pub struct StartRunBody {
     /// a retried request safe.
     #[serde(default)]
     pub id: Option<String>,
+}
+
+/// `StartRunBody.agent`: a name (a non-empty string) or a definition (an object).
+fn agent_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .description(Some("the name of an agent file in `[runs] agents_dir`")),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(
+                    "an inline agent definition (only with `allow_inline_agents`)",
+                )),
+        )
+        .build()
+        .into()
 }
 
 /// The answer of `POST /runs`.

@@ -63,7 +63,7 @@ async fn two_workers_share_runs_and_one_dying_loses_nothing() -> Result<()> {
         (payments.payments().len() == runs).then_some(())
     })
     .await?;
-    let identities = activity_identities(&env, &ids).await?;
+    let identities = activity_identities(env, &ids).await?;
     let ran_on = |pid: u32| {
         identities
             .iter()
