@@ -246,19 +246,51 @@ say = "Could not: {{last_error}}"
     )
 }
 
+/// Sends `input` as the `approval_decision` signal with the real `temporal`
+/// CLI, as an operator types it (through `--input-file`: the argument list
+/// has a size limit).
+pub async fn temporal_signal(workflow_id: &str, input: &str) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("input.json");
+    std::fs::write(&file, input)?;
+    let out = tokio::process::Command::new(devserver::temporal_cli()?)
+        .args(["workflow", "signal", "--address", server_address()])
+        .args(["--workflow-id", workflow_id, "--name", "approval_decision"])
+        .arg("--input-file")
+        .arg(&file)
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!(
+            "temporal workflow signal failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Polls `probe` until it answers `Some`, or fails after [`DEADLINE`].
-pub async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> Result<T>
+pub async fn wait_for<T, F, Fut>(what: &str, probe: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = Instant::now() + DEADLINE;
+    wait_within(what, DEADLINE, probe).await
+}
+
+/// Polls `probe` until it answers `Some`, or fails after `deadline`.
+pub async fn wait_within<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = Instant::now() + deadline;
     loop {
         if let Some(value) = probe().await {
             return Ok(value);
         }
-        if Instant::now() > deadline {
-            bail!("timed out after {DEADLINE:?} waiting for {what}");
+        if Instant::now() > until {
+            bail!("timed out after {deadline:?} waiting for {what}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

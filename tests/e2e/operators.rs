@@ -4,7 +4,7 @@
 
 use crate::gated_runs::pay_agent;
 use crate::harness::*;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use countersign_proto::{ApprovalState, PendingApproval, RunStatus};
 use serde_json::json;
 use std::process::{Command, Output, Stdio};
@@ -22,31 +22,6 @@ async fn countersign(args: &[&str]) -> Result<Output> {
             .output()
             .await?,
     )
-}
-
-async fn temporal_signal(workflow_id: &str, input: &str) -> Result<()> {
-    let out = tokio::process::Command::new(countersign::devserver::temporal_cli()?)
-        .args([
-            "workflow",
-            "signal",
-            "--address",
-            server_address(),
-            "--workflow-id",
-            workflow_id,
-            "--name",
-            "approval_decision",
-            "--input",
-            input,
-        ])
-        .output()
-        .await?;
-    if !out.status.success() {
-        bail!(
-            "temporal workflow signal failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
 }
 
 #[tokio::test]

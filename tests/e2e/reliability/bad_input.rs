@@ -6,7 +6,7 @@
 //! Forged Slack requests are covered in `slack.rs`.
 
 use super::*;
-use crate::harness::{TestEnv, server_address};
+use crate::harness::{TestEnv, server_address, temporal_signal};
 use crate::http_api::{Payload, call, state as app_state};
 use countersign_approvals::{ApprovalsError, ApproveOptions, approve_decision};
 use countersign_proto::{ApprovalState, RunStatus};
@@ -22,28 +22,6 @@ fn agent(payments: &PaymentsApi) -> String {
     )
 }
 
-async fn temporal_signal(workflow_id: &str, input: &str) -> Result<std::process::Output> {
-    let dir = tempfile::tempdir()?;
-    // Through a file: the CLI's argument list has a size limit.
-    let file = dir.path().join("input.json");
-    std::fs::write(&file, input)?;
-    Ok(
-        tokio::process::Command::new(countersign::devserver::temporal_cli()?)
-            .args([
-                "workflow",
-                "signal",
-                "--address",
-                server_address(),
-                "--workflow-id",
-                workflow_id,
-            ])
-            .args(["--name", "approval_decision", "--input-file"])
-            .arg(&file)
-            .output()
-            .await?,
-    )
-}
-
 #[tokio::test]
 async fn bad_input_is_refused_with_a_reason_and_changes_nothing() -> Result<()> {
     let env = TestEnv::new("bad-input").await?;
@@ -54,7 +32,7 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing() -> Result<()> 
     let id = env
         .start(env.agent(&agent(&payments))?, "pay invoice 1")
         .await?;
-    let approval = wait_until("the approval", Duration::from_secs(60), || async {
+    let approval = wait_within("the approval", Duration::from_secs(60), || async {
         env.approvals
             .pending_of_run(&id)
             .await
@@ -99,18 +77,16 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing() -> Result<()> 
         ),
     ];
     for input in &signals {
-        let out = temporal_signal(&id, input).await?;
-        if !out.status.success() {
+        if let Err(e) = temporal_signal(&id, input).await {
             let state = env.approvals.run_state(&id).await?;
             bail!(
-                "signalling {}: {}; the run's decisions: {:?}",
+                "signalling {}: {e}; the run's decisions: {:?}",
                 input.chars().take(200).collect::<String>(),
-                String::from_utf8_lossy(&out.stderr),
                 state.decisions
             );
         }
     }
-    let state = wait_until(
+    let state = wait_within(
         "every bad signal judged",
         Duration::from_secs(60),
         || async {
@@ -237,7 +213,7 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing() -> Result<()> 
     let http_target = env
         .start(env.agent(&agent(&payments))?, "pay invoice 2")
         .await?;
-    let http_approval = wait_until(
+    let http_approval = wait_within(
         "the HTTP target's approval",
         Duration::from_secs(60),
         || async {

@@ -14,11 +14,12 @@ mod scale_out;
 mod server_restart;
 mod worker_crash;
 
+pub use crate::harness::wait_within;
+
 use anyhow::{Context, Result, bail};
 use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -36,25 +37,6 @@ pub fn full_scale() -> bool {
 /// `small` under `cargo test`, `full` under `scripts/reliability.sh`.
 pub fn scale(small: usize, full: usize) -> usize {
     if full_scale() { full } else { small }
-}
-
-/// Polls `probe` until it answers `Some`, or fails after `deadline`.
-/// Longer than the harness's waits: a crash costs a heartbeat timeout.
-pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut probe: F) -> Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(value) = probe().await {
-            return Ok(value);
-        }
-        if Instant::now() > until {
-            bail!("timed out after {deadline:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Writes a scenario's report as pretty JSON and prints where.

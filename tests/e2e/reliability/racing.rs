@@ -85,7 +85,7 @@ async fn racing_decisions_end_each_approval_exactly_once() -> Result<()> {
             .map(|(_, id)| {
                 let env = &env;
                 async move {
-                    wait_until(&format!("the approval of {id}"), DEADLINE, || async {
+                    wait_within(&format!("the approval of {id}"), DEADLINE, || async {
                         let pending = env.approvals.pending_of_run(id).await.ok()?;
                         pending.first().map(|p| p.approval_id.clone())
                     })

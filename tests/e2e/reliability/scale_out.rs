@@ -40,7 +40,7 @@ async fn two_workers_share_runs_and_one_dying_loses_nothing() -> Result<()> {
     payments.hold();
     let env = &env;
     try_join_all(ids.iter().map(|id| async move {
-        let approval = wait_until(&format!("the approval of {id}"), DEADLINE, || async {
+        let approval = wait_within(&format!("the approval of {id}"), DEADLINE, || async {
             env.approvals
                 .pending_of_run(id)
                 .await
@@ -59,7 +59,7 @@ async fn two_workers_share_runs_and_one_dying_loses_nothing() -> Result<()> {
         anyhow::Ok(())
     }))
     .await?;
-    wait_until("every payment in flight", DEADLINE, || async {
+    wait_within("every payment in flight", DEADLINE, || async {
         (payments.payments().len() == runs).then_some(())
     })
     .await?;

@@ -62,7 +62,7 @@ async fn waiting_runs_survive_a_server_restart() -> Result<()> {
     .await?;
     let waiting_query =
         format!("TaskQueue = '{task_queue}' AND CountersignStatus = 'AwaitingApproval'");
-    wait_until("every run waiting", DEADLINE, || async {
+    wait_within("every run waiting", DEADLINE, || async {
         let count = client
             .count_workflows(waiting_query.as_str(), Default::default())
             .await
@@ -85,7 +85,7 @@ async fn waiting_runs_survive_a_server_restart() -> Result<()> {
     try_join_all(ids.iter().map(|id| {
         let approvals = &approvals;
         async move {
-            let pending = wait_until(&format!("the approval of {id}"), DEADLINE, || async {
+            let pending = wait_within(&format!("the approval of {id}"), DEADLINE, || async {
                 let mut pending = approvals.pending_of_run(id).await.ok()?;
                 (pending.len() == 1).then(|| pending.remove(0))
             })

@@ -65,7 +65,7 @@ async fn every_run_survives_worker_kills_at_each_stage() -> Result<()> {
         async move { env.start(agent, &format!("pay invoice {i}")).await }
     }))
     .await?;
-    wait_until(
+    wait_within(
         "every first model turn in flight",
         STAGE_DEADLINE,
         || async { (model.first_turns() >= runs).then_some(()) },
@@ -79,7 +79,7 @@ async fn every_run_survives_worker_kills_at_each_stage() -> Result<()> {
     let worker = start_worker()?;
     let mut approvals = Vec::with_capacity(runs);
     for id in &ids {
-        let pending = wait_until(&format!("the approval of {id}"), STAGE_DEADLINE, || async {
+        let pending = wait_within(&format!("the approval of {id}"), STAGE_DEADLINE, || async {
             let mut pending = env.approvals.pending_of_run(id).await.ok()?;
             (pending.len() == 1).then(|| pending.remove(0))
         })
@@ -136,7 +136,7 @@ async fn every_run_survives_worker_kills_at_each_stage() -> Result<()> {
         .collect();
     let stage4 = Instant::now();
     let worker = start_worker()?;
-    wait_until(
+    wait_within(
         "every approved payment in flight on the new worker",
         STAGE_DEADLINE,
         || async {
