@@ -154,8 +154,12 @@ async fn cli_lists_shows_and_decides_approvals() -> Result<()> {
         ])
         .await?;
         assert!(!again.status.success());
+        // Refused with who decided, whether the run is still finishing
+        // ("already decided by …") or has finished ("closed (DENIED by …)").
+        let refusal = String::from_utf8_lossy(&again.stderr);
         assert!(
-            String::from_utf8_lossy(&again.stderr).contains("already decided by dave@example.com")
+            refusal.contains("by dave@example.com") && refusal.contains("DENIED"),
+            "{refusal}"
         );
 
         let state = env.result(&id).await?;

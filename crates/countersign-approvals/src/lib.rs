@@ -268,6 +268,31 @@ impl Approvals {
             .ok_or_else(|| ApprovalsError::NotFound(approval_id.to_string()))
     }
 
+    /// How an approval of a finished run was closed, and by whom; `None`
+    /// when the run never had it.
+    async fn closed_on_finished_run(&self, approval_id: &str) -> Option<String> {
+        let workflow_id = workflow_id_of_approval(approval_id)?;
+        let state = self.run_state(workflow_id).await.ok()?;
+        let approval = state
+            .approvals
+            .iter()
+            .find(|a| a.approval_id == approval_id)?;
+        let by = state
+            .decisions
+            .iter()
+            .rev()
+            .find(|d| d.approval_id == approval_id && d.accepted && !d.reviewer.is_empty())
+            .map(|d| format!(" by {}", d.reviewer))
+            .unwrap_or_default();
+        Some(format!(
+            "approval `{approval_id}` is closed ({}{by}) and its run has finished",
+            approval
+                .state()
+                .as_str_name()
+                .trim_start_matches("APPROVAL_STATE_")
+        ))
+    }
+
     /// Sends a decision by the `decide` update and returns the run's answer.
     /// A decision the run refuses comes back as a typed error. The update id
     /// is derived from approval id and reviewer, so a retry is not counted twice.
@@ -331,16 +356,12 @@ impl Approvals {
         match sent {
             // A finished run takes no updates; if it knew the approval, the
             // approval was closed before the run ended: a conflict, not "unknown".
-            Err(ApprovalsError::NotFound(message)) => match self.get(&approval_id).await {
-                Ok(approval) => Err(ApprovalsError::AlreadyDecided(format!(
-                    "approval `{approval_id}` is closed ({}) and its run has finished",
-                    approval
-                        .state()
-                        .as_str_name()
-                        .trim_start_matches("APPROVAL_STATE_")
-                ))),
-                Err(_) => Err(ApprovalsError::NotFound(message)),
-            },
+            Err(ApprovalsError::NotFound(message)) => {
+                match self.closed_on_finished_run(&approval_id).await {
+                    Some(text) => Err(ApprovalsError::AlreadyDecided(text)),
+                    None => Err(ApprovalsError::NotFound(message)),
+                }
+            }
             other => other,
         }
     }
