@@ -366,3 +366,218 @@ impl Sink {
             .collect()
     }
 }
+
+/// A real `countersign worker` process. Its stderr is kept (and echoed,
+/// shown when a test fails) so tests can wait on what it says and check that
+/// it never panicked.
+pub struct WorkerProcess {
+    child: tokio::process::Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl WorkerProcess {
+    /// Starts `countersign worker --task-queue Q ARGS` against the shared
+    /// server with extra environment `vars`, and waits until it polls.
+    pub async fn start(task_queue: &str, args: &[&str], vars: &[(&str, &str)]) -> Result<Self> {
+        Self::start_on(server_address(), task_queue, args, vars).await
+    }
+
+    /// Like [`WorkerProcess::start`], against the server at `address`.
+    pub async fn start_on(
+        address: &str,
+        task_queue: &str,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(["worker", "--task-queue", task_queue])
+            .args(args)
+            .env("TEMPORAL_ADDRESS", address)
+            .env("TEMPORAL_NAMESPACE", "default")
+            .env_remove("TEMPORAL_PROFILE")
+            .env_remove("TEMPORAL_CONFIG_FILE")
+            .envs(vars.iter().copied())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting `countersign worker`")?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("piped")).lines();
+        let sink = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[worker] {line}");
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let worker = Self { child, log };
+        worker.wait_for_log("polling task queue").await?;
+        Ok(worker)
+    }
+
+    /// What the worker wrote to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+
+    /// Waits until the worker's stderr contains `needle`.
+    pub async fn wait_for_log(&self, needle: &str) -> Result<()> {
+        wait_for(&format!("`{needle}` from the worker"), || async {
+            self.log().contains(needle).then_some(())
+        })
+        .await
+        .with_context(|| format!("worker log so far:\n{}", self.log()))
+    }
+
+    /// Sends SIGTERM, as `docker stop` or Kubernetes does.
+    pub fn terminate(&self) -> Result<()> {
+        let pid = self.child.id().context("the worker already exited")?;
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        anyhow::ensure!(rc == 0, "kill: {}", std::io::Error::last_os_error());
+        Ok(())
+    }
+
+    /// Waits for the process to exit, at most `within`.
+    pub async fn exit_status(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
+        match tokio::time::timeout(within, self.child.wait()).await {
+            Ok(status) => Ok(status?),
+            Err(_) => bail!(
+                "the worker did not exit within {within:?}; its log:\n{}",
+                self.log()
+            ),
+        }
+    }
+
+    /// SIGKILL: no graceful shutdown, nothing flushed, activities in flight
+    /// abandoned. Fails if the worker had panicked before.
+    pub async fn kill(mut self) -> Result<()> {
+        self.child.start_kill()?;
+        self.child.wait().await?;
+        let log = self.log();
+        if let Some(line) = log.lines().find(|l| l.contains("panicked")) {
+            bail!("the worker panicked: {line}");
+        }
+        Ok(())
+    }
+}
+
+/// One request an [`IdempotentApi`] received.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub idempotency_key: String,
+    pub at: Instant,
+}
+
+#[derive(Default)]
+struct Ledger {
+    deliveries: Vec<Delivery>,
+    /// Idempotency key → the body that created the effect.
+    effects: std::collections::HashMap<String, serde_json::Value>,
+    answered: usize,
+}
+
+/// An HTTP API (any path, POST) that honours `Idempotency-Key` the way real
+/// payment APIs do: the first request with a key creates the effect; a retry
+/// with the same key gets the same answer and creates nothing. While held,
+/// it records the effect and then keeps the request open until released: the
+/// tool is "in flight" with its effect applied and its answer not delivered.
+#[derive(Clone)]
+pub struct IdempotentApi {
+    pub url: String,
+    ledger: Arc<Mutex<Ledger>>,
+    hold: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl IdempotentApi {
+    /// Starts the API on a free port, answering at once until [`Self::hold`].
+    pub async fn start() -> Result<Self> {
+        let (hold, _) = tokio::sync::watch::channel(false);
+        let api = Self {
+            url: String::new(),
+            ledger: Arc::default(),
+            hold: Arc::new(hold),
+        };
+        async fn effect(
+            State(api): State<IdempotentApi>,
+            headers: HeaderMap,
+            Json(body): Json<serde_json::Value>,
+        ) -> Json<serde_json::Value> {
+            let key = headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            {
+                let mut ledger = api.ledger.lock().unwrap();
+                ledger.deliveries.push(Delivery {
+                    idempotency_key: key.clone(),
+                    at: Instant::now(),
+                });
+                ledger.effects.entry(key.clone()).or_insert(body);
+            }
+            let mut held = api.hold.subscribe();
+            let _ = held.wait_for(|holding| !*holding).await;
+            api.ledger.lock().unwrap().answered += 1;
+            Json(serde_json::json!({"ok": true, "payment": key}))
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let app = Router::new()
+            .route("/{*path}", post(effect))
+            .with_state(api.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { url, ..api })
+    }
+
+    /// Holds every request from now on until [`IdempotentApi::release`].
+    pub fn hold(&self) {
+        self.hold.send_replace(true);
+    }
+
+    /// Answers held requests and every later one at once.
+    pub fn release(&self) {
+        self.hold.send_replace(false);
+    }
+
+    /// Every request received so far.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.ledger.lock().unwrap().deliveries.clone()
+    }
+
+    /// The idempotency keys of every request received so far, in order.
+    pub fn keys(&self) -> Vec<String> {
+        self.deliveries()
+            .into_iter()
+            .map(|d| d.idempotency_key)
+            .collect()
+    }
+
+    /// Effects created, by idempotency key.
+    pub fn effects(&self) -> std::collections::HashMap<String, serde_json::Value> {
+        self.ledger.lock().unwrap().effects.clone()
+    }
+
+    /// Requests answered (held ones count once released).
+    pub fn answered(&self) -> usize {
+        self.ledger.lock().unwrap().answered
+    }
+
+    /// Waits until at least one request has arrived.
+    pub async fn arrived(&self) -> Result<()> {
+        wait_for("a request at the API", || async {
+            (!self.deliveries().is_empty()).then_some(())
+        })
+        .await
+    }
+}

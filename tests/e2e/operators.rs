@@ -185,40 +185,15 @@ async fn cli_lists_shows_and_decides_approvals() -> Result<()> {
     .await
 }
 
-struct WorkerProcess(std::process::Child);
-
-impl WorkerProcess {
-    fn start(task_queue: &str) -> Result<Self> {
-        let child = Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .args(["worker", "--task-queue", task_queue])
-            .env("TEMPORAL_ADDRESS", server_address())
-            .env("TEMPORAL_NAMESPACE", "default")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting `countersign worker`")?;
-        Ok(Self(child))
-    }
-}
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn a_killed_worker_loses_nothing() -> Result<()> {
     let env = TestEnv::new("sigkill").await?;
-    let mut first = WorkerProcess::start(&env.task_queue)?;
+    let first = WorkerProcess::start(&env.task_queue, &[], &[]).await?;
     let id = env.start(env.agent(&pay_agent())?, "pay invoice 7").await?;
     let approval = env.pending(&id, 1).await?.remove(0);
     // SIGKILL: no graceful shutdown, nothing flushed.
-    first.0.kill()?;
-    first.0.wait()?;
-    let _second = WorkerProcess::start(&env.task_queue)?;
+    first.kill().await?;
+    let _second = WorkerProcess::start(&env.task_queue, &[], &[]).await?;
     let outcome = env
         .approvals
         .approve(&approval.approval_id, "bob", Default::default())

@@ -15,7 +15,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 
 /// The scripted paying agent; its requester may not approve.
-fn agent(payments: &PaymentsApi) -> String {
+fn agent(payments: &IdempotentApi) -> String {
     scripted_paying_agent("bad-input", "1h", payments).replace(
         "approval_expiry = \"1h\"",
         "approval_expiry = \"1h\"\nseparation_of_duties = true",
@@ -26,9 +26,8 @@ fn agent(payments: &PaymentsApi) -> String {
 async fn bad_input_is_refused_with_a_reason_and_changes_nothing() -> Result<()> {
     let env = TestEnv::new("bad-input").await?;
     let dir = scenario_dir("bad_input")?;
-    let log = dir.join("worker.log");
-    let payments = PaymentsApi::start().await?;
-    let worker = WorkerProcess::start(server_address(), &env.task_queue, &log, &[])?;
+    let payments = IdempotentApi::start().await?;
+    let worker = WorkerProcess::start(&env.task_queue, &[], &[]).await?;
     let id = env
         .start(env.agent(&agent(&payments))?, "pay invoice 1")
         .await?;
@@ -310,11 +309,10 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing() -> Result<()> 
         tokio::time::timeout(Duration::from_secs(60), env.approvals.wait_for_run(&id)).await??;
     assert_eq!(state.status(), RunStatus::Completed);
     assert_eq!(state.approvals[0].state(), ApprovalState::Approved);
-    assert!(payments.payments().contains_key(approval_id));
+    assert!(payments.effects().contains_key(approval_id));
     let tally = HistoryTally::of(&env.client, &[id.clone(), http_target]).await?;
     worker.kill().await?;
     assert_eq!(tally.workflow_tasks_failed, 0, "{tally:?}");
-    assert_no_panics(&log)?;
 
     write_report(
         "bad_input",

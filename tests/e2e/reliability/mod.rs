@@ -14,14 +14,13 @@ mod scale_out;
 mod server_restart;
 mod worker_crash;
 
-pub use crate::harness::wait_within;
+pub use crate::harness::{IdempotentApi, WorkerProcess, wait_within};
 
 use anyhow::{Context, Result, bail};
-use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
+use axum::{Json, Router, extract::State, routing::post};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use temporalio_client::{Client, WorkflowFetchHistoryOptions};
@@ -49,67 +48,6 @@ pub fn write_report(scenario: &str, report: &Value) -> Result<()> {
     let path = dir.join(format!("{scenario}.json"));
     std::fs::write(&path, serde_json::to_vec_pretty(report)?)?;
     eprintln!("reliability report: {}", path.display());
-    Ok(())
-}
-
-/// A real `countersign worker` process, its stderr kept in a log file so
-/// the suite can check it never panicked.
-pub struct WorkerProcess {
-    child: tokio::process::Child,
-}
-
-impl WorkerProcess {
-    /// The process id (part of the worker identity Temporal records).
-    pub fn pid(&self) -> u32 {
-        self.child.id().unwrap_or_default()
-    }
-}
-
-impl WorkerProcess {
-    /// Starts `countersign worker --task-queue QUEUE` against `address`,
-    /// appending its stderr to `log`. `env` adds variables (model keys).
-    pub fn start(
-        address: &str,
-        task_queue: &str,
-        log: &Path,
-        env: &[(&str, &str)],
-    ) -> Result<Self> {
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .with_context(|| format!("opening {}", log.display()))?;
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .args(["worker", "--task-queue", task_queue])
-            .env("TEMPORAL_ADDRESS", address)
-            .env("TEMPORAL_NAMESPACE", "default")
-            .env("COUNTERSIGN_LOG", "warn")
-            .env_remove("TEMPORAL_PROFILE")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(stderr))
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting `countersign worker`")?;
-        Ok(Self { child })
-    }
-
-    /// SIGKILL: no graceful shutdown, nothing flushed, activities in flight
-    /// abandoned.
-    pub async fn kill(mut self) -> Result<()> {
-        self.child.start_kill()?;
-        self.child.wait().await?;
-        Ok(())
-    }
-}
-
-/// Fails when a worker log shows a panic.
-pub fn assert_no_panics(log: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    if let Some(line) = text.lines().find(|l| l.contains("panicked")) {
-        bail!("the worker panicked ({}): {line}", log.display());
-    }
     Ok(())
 }
 
@@ -182,93 +120,6 @@ impl HistoryTally {
             }
         }
         Ok(tally)
-    }
-}
-
-/// One request a payments API received.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub idempotency_key: String,
-    pub at: Instant,
-}
-
-#[derive(Default)]
-struct Ledger {
-    deliveries: Vec<Delivery>,
-    /// Idempotency key → the payment it created: the side effect.
-    payments: HashMap<String, Value>,
-}
-
-/// A payments API that honours `Idempotency-Key` the way real ones do: the
-/// first request with a key creates the payment; a retry with the same key
-/// gets the same answer and creates nothing. While held, it records the
-/// payment and then keeps the request open until released: the tool is "in
-/// flight" with its effect applied and its answer not yet delivered.
-#[derive(Clone)]
-pub struct PaymentsApi {
-    pub url: String,
-    ledger: Arc<Mutex<Ledger>>,
-    hold: Arc<watch::Sender<bool>>,
-}
-
-impl PaymentsApi {
-    /// Starts the API on a free port; `POST /payments`.
-    pub async fn start() -> Result<Self> {
-        let (hold, _) = watch::channel(false);
-        let api = Self {
-            url: String::new(),
-            ledger: Arc::default(),
-            hold: Arc::new(hold),
-        };
-        async fn pay(
-            State(api): State<PaymentsApi>,
-            headers: HeaderMap,
-            Json(body): Json<Value>,
-        ) -> Json<Value> {
-            let key = headers
-                .get("idempotency-key")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_string();
-            {
-                let mut ledger = api.ledger.lock().unwrap();
-                ledger.deliveries.push(Delivery {
-                    idempotency_key: key.clone(),
-                    at: Instant::now(),
-                });
-                ledger.payments.entry(key.clone()).or_insert(body);
-            }
-            let mut held = api.hold.subscribe();
-            let _ = held.wait_for(|holding| !*holding).await;
-            Json(json!({"ok": true, "payment": key}))
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let app = Router::new()
-            .route("/payments", post(pay))
-            .with_state(api.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Self { url, ..api })
-    }
-
-    /// Holds every request from now on until [`PaymentsApi::release`].
-    pub fn hold(&self) {
-        self.hold.send_replace(true);
-    }
-
-    /// Answers held requests and every later one at once.
-    pub fn release(&self) {
-        self.hold.send_replace(false);
-    }
-
-    /// Every request received so far.
-    pub fn deliveries(&self) -> Vec<Delivery> {
-        self.ledger.lock().unwrap().deliveries.clone()
-    }
-
-    /// Payments made, by idempotency key.
-    pub fn payments(&self) -> HashMap<String, Value> {
-        self.ledger.lock().unwrap().payments.clone()
     }
 }
 
@@ -363,7 +214,7 @@ impl HoldingModel {
 pub fn paying_agent(
     name: &str,
     model: &HoldingModel,
-    payments: &PaymentsApi,
+    payments: &IdempotentApi,
     expiry: &str,
 ) -> String {
     format!(
@@ -387,7 +238,7 @@ builtin = {{ kind = "payment_request", url = "{}/payments" }}
 
 /// A scripted agent that pays once through `payments` after approval and
 /// then says what the payment answered (or why it did not run).
-pub fn scripted_paying_agent(name: &str, expiry: &str, payments: &PaymentsApi) -> String {
+pub fn scripted_paying_agent(name: &str, expiry: &str, payments: &IdempotentApi) -> String {
     format!(
         r#"
 name = "{name}"

@@ -27,15 +27,15 @@ async fn waiting_runs_survive_a_server_restart() -> Result<()> {
     let (server, client) = DevServer::start(options.clone()).await?;
     let approvals = Approvals::new(client.clone());
     let task_queue = crate::harness::unique("restart");
-    let log = dir.join("worker.log");
     let model = HoldingModel::start().await?;
-    let payments = PaymentsApi::start().await?;
-    let worker = WorkerProcess::start(
+    let payments = IdempotentApi::start().await?;
+    let worker = WorkerProcess::start_on(
         &server.address,
         &task_queue,
-        &log,
+        &[],
         &[(MODEL_KEY_ENV, "sk-reliability")],
-    )?;
+    )
+    .await?;
     let agent = AgentDefinition::from_toml(
         &paying_agent("restart", &model, &payments, "1h"),
         Path::new("restart.toml"),
@@ -118,9 +118,8 @@ async fn waiting_runs_survive_a_server_restart() -> Result<()> {
     worker.kill().await?;
     drop(server);
 
-    assert_eq!(payments.payments().len(), runs, "one payment per run");
+    assert_eq!(payments.effects().len(), runs, "one payment per run");
     assert_eq!(tally.workflow_tasks_failed, 0, "{tally:?}");
-    assert_no_panics(&log)?;
     write_report(
         "server_restart",
         &json!({
@@ -128,7 +127,7 @@ async fn waiting_runs_survive_a_server_restart() -> Result<()> {
             "db_bytes_before_restart": db_bytes_before,
             "server_back_after_s": restarted_after.as_secs_f64(),
             "decide_and_finish_all_s": decisions_took.as_secs_f64(),
-            "payments_made": payments.payments().len(),
+            "payments_made": payments.effects().len(),
             "payment_deliveries": payments.deliveries().len(),
             "histories": tally,
         }),
