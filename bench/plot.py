@@ -1,6 +1,6 @@
 """Draws the chart of a proof.json (crates/countersign/benches/proof.rs).
 
-Usage: python bench/plot.py proof.json proof.png
+Usage: python bench/plot.py proof.json proof.png [proof.md]
 
 Four panels: serial decision -> side effect latency (p50/p90/p99) per flow on
 each server, the same at the configured concurrency, complete runs per second
@@ -87,6 +87,75 @@ def main():
         fontsize=10)
     fig.tight_layout()
     fig.savefig(sys.argv[2], dpi=110)
+    if len(sys.argv) > 3:
+        with open(sys.argv[3], "w") as out:
+            out.write(tables(report))
+
+
+def fmt(summary):
+    return " / ".join(f"{summary[q]:.1f}" for q in ["p50", "p90", "p99", "max"])
+
+
+def tables(report):
+    """The report as Markdown tables (the figures BENCHMARKS.md quotes)."""
+    lines = [
+        f"Load average at start {report.get('load_average_at_start')}, "
+        f"at end {report.get('load_average_at_end')}; config {json.dumps(report['config'])}.",
+        "",
+    ]
+    for server, data in report.get("servers", {}).items():
+        for mode in ["serial", "concurrent"]:
+            section = data[mode]
+            lines += [
+                f"**{server} server, {mode}**"
+                + (f" ({report['config']['concurrency']} in flight)" if mode == "concurrent" else ""),
+                "",
+                "| flow | runs | decision -> side effect p50 / p90 / p99 / max ms"
+                " | decision -> run closed p50 / p90 / p99 / max ms | decision RPC p50 ms"
+                " | start -> pending p50 ms | runs/s | CPU ms per run (server / worker / driver) |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for flow in flows_of(section):
+                e = section[flow]
+                if mode == "serial":
+                    rate = data["serial_runs_per_second"].get(flow, 0)
+                    cpu = ""
+                else:
+                    rate = e["runs_per_second"]
+                    c = e["cpu_ms_per_run"]
+                    worker = next((v for k, v in c.items() if k.startswith("worker")), 0)
+                    cpu = f"{c.get('server', 0):.1f} / {worker:.1f} / {c.get('driver', 0):.1f}"
+                lines.append(
+                    f"| {flow} | {e['runs']} | {fmt(e['decision_to_effect_ms'])}"
+                    f" | {fmt(e['decision_to_complete_ms'])} | {e['decision_rpc_ms']['p50']:.1f}"
+                    f" | {e['start_to_pending_ms']['p50']:.1f} | {rate:.1f} | {cpu} |"
+                )
+            lines.append("")
+        lines += [f"**{server} server, one run's history**", "",
+                  "| flow | events | workflow tasks |", "|---|---|---|"]
+        for flow in flows_of(data["histories"]):
+            h = data["histories"][flow]
+            lines.append(f"| {flow} | {h['events']} | {h['workflow_tasks']} |")
+        lines.append("")
+    for sdk, data in report.get("waiting", {}).items():
+        lines += [
+            f"**waiting runs, {sdk}** (max_cached_workflows={report['config']['max_cached_workflows']})",
+            "",
+            "| runs waiting | worker RSS MiB | peak RSS MiB | worker idle CPU % | server idle CPU %"
+            " | server RSS MiB | DB MiB | s until all waiting |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for lv in data["levels"]:
+            if lv["runs"] == 0:
+                lines.append(f"| 0 (worker started) | {lv['rss_mib']:.1f} | | | | | | |")
+                continue
+            lines.append(
+                f"| {lv['runs']} | {lv['rss_mib']:.1f} | {lv['peak_rss_mib']:.1f}"
+                f" | {lv['worker_idle_cpu_percent']:.2f} | {lv['server_idle_cpu_percent']}"
+                f" | {lv['server_rss_mib']} | {lv['db_mib']:.1f} | {lv['seconds_to_all_waiting']:.0f} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ echo "bench: load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) C
 export COUNTERSIGN_BENCH_PYTHON="$venv/bin/python"
 export COUNTERSIGN_BENCH_OUT="$target/bench/proof.json"
 cargo bench -p countersign --bench proof >/dev/null
-"$venv/bin/python" bench/plot.py "$target/bench/proof.json" "$target/bench/proof.png"
+"$venv/bin/python" bench/plot.py "$target/bench/proof.json" "$target/bench/proof.png" "$target/bench/proof.md"
 if [[ -z "${BENCH_NO_COPY:-}" ]]; then
   mkdir -p bench/results
-  cp "$target/bench/proof.json" "$target/bench/proof.png" bench/results/
-  echo "bench: results in bench/results/proof.json and bench/results/proof.png" >&2
+  cp "$target/bench/proof.json" "$target/bench/proof.png" "$target/bench/proof.md" bench/results/
+  echo "bench: results in bench/results/proof.{json,png,md}" >&2
 fi
