@@ -40,7 +40,8 @@
 //! `COUNTERSIGN_BENCH_WAITING` (`100,1000,10000`), `COUNTERSIGN_BENCH_CACHE`
 //! (workflow cache size of every worker, default 200), `COUNTERSIGN_BENCH_PHASES`
 //! (`latency,waiting`), `COUNTERSIGN_BENCH_SERVERS` (`tuned,default`),
-//! `COUNTERSIGN_BENCH_OUT` (the JSON file), `COUNTERSIGN_BENCH_PYTHON`.
+//! `COUNTERSIGN_BENCH_OUT` (the JSON file), `COUNTERSIGN_BENCH_PYTHON`,
+//! `COUNTERSIGN_BENCH_WAITING_NULL` (also leave Rust null agents waiting).
 
 use anyhow::{Context, Result, bail};
 use axum::{Router, extract::State, http::HeaderMap};
@@ -792,6 +793,11 @@ async fn drive(config: Config) -> Result<()> {
         if config.python.is_some() {
             kinds.push("python");
         }
+        // The Rust null agent too (with its status upserts, so that
+        // visibility can count it): tells the SDK's share from Countersign's.
+        if std::env::var_os("COUNTERSIGN_BENCH_WAITING_NULL").is_some() {
+            kinds.push("rust-null");
+        }
         for kind in kinds {
             eprintln!("== waiting runs: {kind}");
             waiting.insert(
@@ -1156,16 +1162,14 @@ async fn waiting_phase(
     }
     let (_server, client, port) = start_server(true, Some(db.clone())).await?;
     let address = format!("127.0.0.1:{port}");
+    let wanted = match kind {
+        "python" => "python-gated",
+        "rust-null" => "rust-null-agent-sa",
+        _ => "countersign",
+    };
     let flow = flows(kind == "python", "waiting")
         .into_iter()
-        .find(|f| {
-            f.name
-                == if kind == "python" {
-                    "python-gated"
-                } else {
-                    "countersign"
-                }
-        })
+        .find(|f| f.name == wanted)
         .context("flow")?;
     let worker = start_worker(flow.worker, &address, &flow.task_queue, config, log_dir)?;
     let driver = Driver {
