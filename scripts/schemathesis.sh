@@ -27,7 +27,9 @@ grpc="$(free_port)"; ui="$(free_port)"; http="$(free_port)"
 "$target/debug/countersign" dev --no-demo --port "$grpc" --ui-port "$ui" \
   --http "127.0.0.1:$http" --state-dir "$state" >"$state/dev.log" 2>&1 &
 dev=$!
-trap 'kill "$dev" 2>/dev/null; wait "$dev" 2>/dev/null; rm -rf "$state"' EXIT
+# errexit applies inside the trap too: the stopped server's exit status must
+# not become the script's.
+trap 'kill "$dev" 2>/dev/null || true; wait "$dev" 2>/dev/null || true; rm -rf "$state"' EXIT
 
 for _ in $(seq 1 120); do
   if [[ -s "$state/dev-token" ]] && curl -sf "http://127.0.0.1:$http/healthz" >/dev/null; then break; fi
