@@ -21,19 +21,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-const AGENT: &str = r#"
-name = "bench-pay"
-[model]
-provider = "scripted"
-[[model.steps]]
-say = "paying"
-calls = [{ tool = "pay", arguments = { to = "acme", amount = 1, currency = "EUR" } }]
-[[model.steps]]
-say = "done"
-[[tools]]
-name = "pay"
-builtin = { kind = "payment_request", url = "{sink}/payments" }
-"#;
+/// The gated agent: one gated payment, then an answer.
+const AGENT: &str = include_str!("bench-pay.toml");
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {

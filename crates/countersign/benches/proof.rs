@@ -67,20 +67,8 @@ use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_common::protos::temporal::api::enums::v1::EventType;
 use tokio::sync::oneshot;
 
-/// The gated agent `countersign` runs: one gated payment, then an answer.
-const AGENT: &str = r#"
-name = "bench-pay"
-[model]
-provider = "scripted"
-[[model.steps]]
-say = "paying"
-calls = [{ tool = "pay", arguments = { to = "acme", amount = 1, currency = "EUR" } }]
-[[model.steps]]
-say = "done"
-[[tools]]
-name = "pay"
-builtin = { kind = "payment_request", url = "{sink}/payments" }
-"#;
+/// The gated agent: one gated payment, then an answer.
+const AGENT: &str = include_str!("bench-pay.toml");
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();

@@ -177,8 +177,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn json_lines_carry_span_and_event_fields_at_the_top_level() {
+    /// What `log` writes through the JSON format.
+    fn json_lines_of(log: impl FnOnce()) -> String {
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::registry().with(
@@ -187,7 +187,13 @@ mod tests {
                 .fmt_fields(JsonFields::new())
                 .event_format(FlatJson),
         );
-        tracing::subscriber::with_default(subscriber, || {
+        tracing::subscriber::with_default(subscriber, log);
+        String::from_utf8(captured.0.lock().unwrap().clone()).unwrap()
+    }
+
+    #[test]
+    fn json_lines_carry_span_and_event_fields_at_the_top_level() {
+        let text = json_lines_of(|| {
             let outer = tracing::info_span!(
                 "decision",
                 approval_id = "wf-1~0a1b2c3d",
@@ -201,7 +207,6 @@ mod tests {
             let _inner = inner.enter();
             tracing::info!(accepted = true, attempts = 2u64, "decision \"answered\"");
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1, "{text}");
         let line: Value = serde_json::from_str(lines[0]).unwrap();
@@ -222,18 +227,9 @@ mod tests {
 
     #[test]
     fn lines_outside_spans_have_no_span_list() {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(move || writer.clone())
-                .fmt_fields(JsonFields::new())
-                .event_format(FlatJson),
-        );
-        tracing::subscriber::with_default(subscriber, || {
+        let text = json_lines_of(|| {
             tracing::warn!(problem = "a\nb", "notification failed");
         });
-        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
         let line: Value = serde_json::from_str(text.trim()).unwrap();
         assert_eq!(line["problem"], "a\nb");
