@@ -4,7 +4,7 @@
 use crate::harness::*;
 use anyhow::Result;
 use countersign_approvals::ApproveOptions;
-use countersign_policy::agent::AgentDefinition;
+use countersign_policy::agent::AgentFile;
 use countersign_proto::{ApprovalState, RunStatus};
 use serde_json::json;
 use temporalio_macros::{workflow, workflow_methods};
@@ -64,7 +64,7 @@ agent = { file = "child.toml" }
 async fn a_sub_agent_is_gated_before_it_starts_and_its_own_calls_are_gated_too() -> Result<()> {
     let env = TestEnv::new("subagent").await?;
     env.agent_file("child.toml", CHILD_AGENT)?;
-    let parent = AgentDefinition::from_file(&env.agent_file("parent.toml", PARENT_AGENT)?)?;
+    let parent = AgentFile::from_file(&env.agent_file("parent.toml", PARENT_AGENT)?)?;
     env.with_worker(async {
         let id = env.start(parent, "pay our supplier").await?;
         let gate = &env.pending(&id, 1).await?[0];

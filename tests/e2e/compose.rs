@@ -11,8 +11,9 @@
 //!   lines of the `countersign` CLI; the worker and serve point at the
 //!   stack's Temporal and the namespace the setup job prepares;
 //! - the Dockerfile's runtime stage runs as a non-root user;
-//! - the server config serve mounts loads with the server's config loader,
-//!   and its agents folder (through the same mounts) holds agents that load;
+//! - the server config serve mounts loads with the server's config loader;
+//! - the worker's agents folder (`--agents`, through its mounts) loads as a
+//!   worker loads it;
 //! - the Temporal server's dynamic config carries `DYNAMIC_CONFIG`.
 //!
 //! `docker compose config -q` also runs when `docker compose` is available.
@@ -377,6 +378,7 @@ fn problems(stack: &Stack) -> Vec<String> {
     check_countersign_services(stack, &names, &mut problems);
     check_dockerfile(stack, &mut problems);
     check_server_config(stack, &mut problems);
+    check_worker_agents(stack, &mut problems);
     check_dynamic_config(stack, &mut problems);
     problems
 }
@@ -592,47 +594,41 @@ fn check_server_config(stack: &Stack, problems: &mut Vec<String>) {
             host.display()
         ));
     }
-    let Some(agents_dir) = parsed.runs.agents_dir else {
-        problems.push(format!("{}: no [runs] agents_dir", host.display()));
+}
+
+/// The worker serves an agents folder (`--agents` or `COUNTERSIGN_AGENTS`)
+/// mounted from the repository, and it loads as a worker loads it, with the
+/// worker's environment.
+fn check_worker_agents(stack: &Stack, problems: &mut Vec<String>) {
+    let Some(worker) = stack.service("worker") else {
         return;
     };
-    let Some(agents_host) = host_path(serve, &agents_dir) else {
+    let command = words(worker.get("command"));
+    let env = environment(worker);
+    let dir = flag_value(&command, "--agents")
+        .map(str::to_string)
+        .or_else(|| env.get("COUNTERSIGN_AGENTS").cloned());
+    let Some(dir) = dir else {
+        problems.push("worker: no --agents DIR (it would serve no agents)".to_string());
+        return;
+    };
+    let dir = PathBuf::from(dir);
+    let Some(host) = host_path(worker, &dir) else {
         problems.push(format!(
-            "serve: agents_dir {} is not mounted from the repository",
-            agents_dir.display()
+            "worker: --agents {} is not mounted from the repository",
+            dir.display()
         ));
         return;
     };
-    // The worker uses the paths serve resolves: it needs the same mount.
-    let worker_mounts = stack.service("worker").map(bind_mounts).unwrap_or_default();
-    for mount in bind_mounts(serve) {
-        if agents_dir.starts_with(&mount.1) && !worker_mounts.contains(&mount) {
-            problems.push(format!(
-                "worker: lacks serve's mount {}:{} (the agents folder)",
-                mount.0.display(),
-                mount.1.display()
-            ));
-        }
-    }
-    let mut loaded = 0;
-    for entry in std::fs::read_dir(stack.root.join(&agents_host))
-        .into_iter()
-        .flatten()
-    {
-        let path = entry.map(|e| e.path()).unwrap_or_default();
-        if path.extension().is_some_and(|e| e == "toml") {
-            match countersign::cli::load_agent(&path) {
-                Ok(_) => loaded += 1,
-                Err(e) => problems.push(format!("agents_dir: {e:#}")),
-            }
-        }
-    }
-    if loaded == 0 {
-        problems.push(format!(
-            "agents_dir {} ({}) holds no agent file that loads",
-            agents_dir.display(),
-            agents_host.display()
-        ));
+    let lookup = |name: &str| env.get(name).cloned();
+    match countersign_worker::AgentRegistry::load_with_env(&stack.root.join(&host), &lookup) {
+        Ok(registry) if registry.is_empty() => problems.push(format!(
+            "worker: --agents {} ({}) holds no agent file",
+            dir.display(),
+            host.display()
+        )),
+        Ok(_) => {}
+        Err(e) => problems.push(format!("worker: --agents {}: {e}", dir.display())),
     }
 }
 
@@ -952,12 +948,8 @@ fn every_check_can_fail() -> Result<()> {
         ),
         (
             "no agents",
-            replace_in(
-                "deploy/countersign/server.toml",
-                "/opt/countersign/examples/demo",
-                "/opt/countersign/examples",
-            ),
-            "holds no agent file that loads",
+            set("worker", "command", yaml("['worker']")),
+            "worker: no --agents DIR",
         ),
         (
             "worker cannot see agents",
@@ -966,7 +958,16 @@ fn every_check_can_fail() -> Result<()> {
                 "volumes",
                 yaml("['countersign-data:/var/lib/countersign']"),
             ),
-            "worker: lacks serve's mount",
+            "is not mounted from the repository",
+        ),
+        (
+            "agents folder with no agents",
+            set(
+                "worker",
+                "command",
+                yaml("['worker', '--agents', '/opt/countersign/examples/demo/invoices']"),
+            ),
+            "holds no agent file",
         ),
         (
             "dynamic config",

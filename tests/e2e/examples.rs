@@ -36,11 +36,11 @@ fn every_example_agent_loads_and_calls_only_its_own_tools() -> Result<()> {
                 );
             }
         }
-        let report = countersign::policy_check::report(&agent);
+        let report = countersign::policy_check::report(&agent, None);
         for tool in &offered {
             assert!(report.contains(tool.as_str()), "{report}");
         }
-        loaded.push(agent.name);
+        loaded.push(agent.name.clone());
     }
     loaded.sort();
     assert_eq!(
@@ -117,7 +117,7 @@ approval_when = "len(text) > 200"
 builtin = { kind = "http_post", url = "http://127.0.0.1:9/note" }
 "#,
     )?;
-    let report = countersign::policy_check::report(&countersign::cli::load_agent(&path)?);
+    let report = countersign::policy_check::report(&countersign::cli::load_agent(&path)?, None);
     for expected in [
         "pay (builtin, effect money): autonomous → approval, user_requested → approval",
         "2 distinct approvers when `amount > 1000` (otherwise 1)",

@@ -7,8 +7,9 @@ use anyhow::{Context, Result, bail};
 use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
 use countersign::devserver::{self, DevServer, DevServerOptions};
 use countersign_approvals::Approvals;
-use countersign_policy::agent::AgentDefinition;
+use countersign_policy::agent::AgentFile;
 use countersign_policy::run::AgentRunInput;
+use countersign_worker::AgentRegistry;
 use countersign_proto::{ApprovalState, PendingApproval, RunState};
 use std::future::Future;
 use std::path::Path;
@@ -97,11 +98,27 @@ impl TestEnv {
         })
     }
 
-    /// Runs `body` while an in-process worker polls this test's task queue.
+    /// Runs `body` while an in-process worker polls this test's task queue;
+    /// it serves no registry and accepts inline agents ([`TestEnv::start`]).
     pub async fn with_worker<F: Future<Output = Result<()>>>(&self, body: F) -> Result<()> {
+        self.with_worker_serving(AgentRegistry::empty().allowing_inline(true), body)
+            .await
+    }
+
+    /// Runs `body` while an in-process worker serving `agents` polls this
+    /// test's task queue.
+    pub async fn with_worker_serving<F: Future<Output = Result<()>>>(
+        &self,
+        agents: AgentRegistry,
+        body: F,
+    ) -> Result<()> {
         let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())?;
-        let mut worker =
-            countersign_worker::build_worker(&runtime, self.client.clone(), &self.task_queue)?;
+        let mut worker = countersign_worker::build_worker(
+            &runtime,
+            self.client.clone(),
+            &self.task_queue,
+            agents,
+        )?;
         let run = worker.run();
         tokio::select! {
             result = run => {
@@ -114,9 +131,9 @@ impl TestEnv {
 
     /// Resolves agent TOML: `{sink}` becomes the sink's URL, relative paths
     /// the test's temporary folder.
-    pub fn agent(&self, toml: &str) -> Result<AgentDefinition> {
+    pub fn agent(&self, toml: &str) -> Result<AgentFile> {
         let text = toml.replace("{sink}", &self.sink.url);
-        Ok(AgentDefinition::from_toml(
+        Ok(AgentFile::from_toml(
             &text,
             Path::new("test-agent.toml"),
             self.dir.path(),
@@ -133,18 +150,20 @@ impl TestEnv {
         Ok(path)
     }
 
-    /// Starts a run of `agent` on this test's task queue.
-    pub async fn start(&self, agent: AgentDefinition, prompt: &str) -> Result<String> {
+    /// Starts a run of `agent`, sent inline, on this test's task queue.
+    pub async fn start(&self, agent: AgentFile, prompt: &str) -> Result<String> {
         let id = unique(&agent.name);
-        let input = AgentRunInput {
-            agent,
-            prompt: prompt.into(),
-            mode: None,
-            requester: "alice@example.com".into(),
-            conversation_id: String::new(),
-            parent_workflow_id: String::new(),
-            carried: None,
-        };
+        let input = AgentRunInput::inline(agent, prompt, "alice@example.com");
+        self.approvals
+            .start_run(input, &id, Some(&self.task_queue))
+            .await?;
+        Ok(id)
+    }
+
+    /// Starts a run of the registry agent `name` on this test's task queue.
+    pub async fn start_named(&self, name: &str, prompt: &str) -> Result<String> {
+        let id = unique(name);
+        let input = AgentRunInput::named(name, prompt, "alice@example.com");
         self.approvals
             .start_run(input, &id, Some(&self.task_queue))
             .await?;
@@ -376,8 +395,9 @@ pub struct WorkerProcess {
 }
 
 impl WorkerProcess {
-    /// Starts `countersign worker --task-queue Q ARGS` against the shared
-    /// server with extra environment `vars`, and waits until it polls.
+    /// Starts `countersign worker --task-queue Q --allow-inline-agents ARGS`
+    /// against the shared server with extra environment `vars`, and waits
+    /// until it polls. (Tests send their agents inline, see [`TestEnv::start`].)
     pub async fn start(task_queue: &str, args: &[&str], vars: &[(&str, &str)]) -> Result<Self> {
         Self::start_on(server_address(), task_queue, args, vars).await
     }
@@ -391,7 +411,7 @@ impl WorkerProcess {
     ) -> Result<Self> {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .args(["worker", "--task-queue", task_queue])
+            .args(["worker", "--task-queue", task_queue, "--allow-inline-agents"])
             .args(args)
             .env("TEMPORAL_ADDRESS", address)
             .env("TEMPORAL_NAMESPACE", "default")

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use countersign_approvals::ApproveOptions;
-use countersign_policy::agent::AgentDefinition;
+use countersign_policy::agent::AgentFile;
 use countersign_proto::{ApprovalState, RunStatus};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
@@ -237,7 +237,7 @@ async fn openapi_operations_are_tools_and_writes_wait_for_approval() -> Result<(
     )?;
     // SAFETY: a variable no other test reads or writes.
     unsafe { std::env::set_var("COUNTERSIGN_E2E_TICKETS_TOKEN", "Bearer t0ken") };
-    let agent = AgentDefinition::from_file(&env.agent_file(
+    let agent = AgentFile::from_file(&env.agent_file(
         "agent.toml",
         r#"
 name = "t-openapi"

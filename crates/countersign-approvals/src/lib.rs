@@ -135,7 +135,7 @@ impl Approvals {
     ) -> Result<String, ApprovalsError> {
         let summary = format!(
             "Countersign agent `{}` for {}",
-            input.agent.name,
+            input.agent.name(),
             if input.requester.is_empty() {
                 "unknown requester"
             } else {

@@ -1,9 +1,13 @@
 //! Agent definition files (TOML): who the agent is, which model drives it,
 //! which tools it may call and how each is gated.
 //!
-//! The CLI reads and validates a file once, resolves paths and `${VAR}`
-//! references, and passes the resolved [`AgentDefinition`] to the workflow as
-//! input, so the workflow never reads files or the environment.
+//! [`AgentFile`] is the file format (serde). A worker reads the files of its
+//! agent registry with [`AgentFile::from_file`], which resolves paths against
+//! the file and `${VAR}` references on the worker; [`crate::Agent::new`]
+//! turns an `AgentFile` into the validated [`crate::Agent`] that a run uses.
+//! Everything here that checks a definition ([`AgentFile::check`]) is what
+//! `Agent::new` runs, so a file and a definition that arrives any other way
+//! (inline, continue-as-new, a child's input) pass the same rules.
 
 use crate::sources::{
     Connector, ConnectorKind, McpServer, OpenApiSource, SubAgentTool, WorkflowTool,
@@ -19,7 +23,7 @@ pub const DEFAULT_APPROVAL_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 /// An agent definition, as read from its TOML file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct AgentDefinition {
+pub struct AgentFile {
     /// The agent's name: letters, digits, `-`, `_`, `.`.
     pub name: String,
     /// What the agent is for, shown to reviewers.
@@ -295,7 +299,7 @@ impl ToolDefinition {
             Some(ToolImplementation::Agent(a)) => a
                 .definition
                 .as_deref()
-                .map(AgentDefinition::strongest_effect)
+                .map(AgentFile::strongest_effect)
                 .unwrap_or(EffectClass::WriteExternal),
             Some(ToolImplementation::Workflow(_)) | None => EffectClass::WriteExternal,
         }
@@ -376,24 +380,69 @@ pub enum AgentFileError {
         message: String,
     },
     /// A field has a value that cannot work.
-    #[error("{path}: field `{field}`: {problem}")]
+    #[error("{path}: field `{field}`{}: {problem}", at_text(.at))]
     Invalid {
         /// The file.
         path: PathBuf,
         /// The field, as a TOML path (e.g. `tools[2].builtin.url`).
         field: String,
+        /// Where the field is in the file (1-based line and column), when known.
+        at: Option<(usize, usize)>,
         /// What is wrong with it.
         problem: String,
     },
 }
 
-impl AgentDefinition {
-    /// Reads, validates and resolves an agent file: relative paths become
+fn at_text(at: &Option<(usize, usize)>) -> String {
+    at.map(|(line, column)| format!(" (line {line}, column {column})"))
+        .unwrap_or_default()
+}
+
+/// A field of a definition that breaks a rule: what [`AgentFile::check`]
+/// and [`crate::Agent::new`] refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("field `{field}`: {problem}")]
+pub struct InvalidField {
+    /// The field, as a TOML path (e.g. `tools[2].effect`).
+    pub field: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+impl InvalidField {
+    pub(crate) fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The same problem inside a sub-agent: `tools[i].agent.definition.<field>`.
+    fn within(self, prefix: &str) -> Self {
+        Self {
+            field: format!("{prefix}.{}", self.field),
+            problem: self.problem,
+        }
+    }
+}
+
+impl AgentFile {
+    /// Reads, checks and resolves an agent file: relative paths become
     /// relative to the file's folder, `${VAR}` / `${VAR:-default}` in paths
-    /// and URLs are taken from the environment, sub-agent files and OpenAPI
-    /// documents given as files are read and carried inline.
+    /// and URLs are taken from the environment, and sub-agent files are read
+    /// and carried inline (each checked with its own file and line in errors).
+    /// OpenAPI documents are not read here: the worker reads them when a run
+    /// starts, so a run's history carries only the operations it uses.
     pub fn from_file(path: &Path) -> Result<Self, AgentFileError> {
-        Self::load(path, &|name| std::env::var(name).ok(), &mut Vec::new())
+        Self::from_file_with_env(path, &|name| std::env::var(name).ok())
+    }
+
+    /// [`AgentFile::from_file`] with `${VAR}` looked up in `env`.
+    pub fn from_file_with_env(
+        path: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, AgentFileError> {
+        Self::load(path, env, &mut Vec::new())
     }
 
     /// How deep sub-agents may nest.
@@ -412,6 +461,7 @@ impl AgentDefinition {
         let mut agent = Self::from_toml(&text, path, base, env)?;
         let invalid = |field: String, problem: String| AgentFileError::Invalid {
             path: path.to_owned(),
+            at: locate_field(&text, &field),
             field,
             problem,
         };
@@ -436,57 +486,51 @@ impl AgentDefinition {
             sub.definition = Some(Box::new(Self::load(&sub.file, env, parents)?));
         }
         parents.pop();
-        for (i, api) in agent.openapi.iter_mut().enumerate() {
-            if is_http_url(&api.spec) {
-                continue;
-            }
-            let file = PathBuf::from(&api.spec);
-            let document = std::fs::read_to_string(&file).map_err(|e| {
-                invalid(
-                    format!("openapi[{i}].spec"),
-                    format!("cannot read `{}`: {e}", file.display()),
-                )
-            })?;
-            api.document = Some(document);
-        }
         Ok(agent)
     }
 
     /// Parses, validates and resolves agent TOML. `path` only names the source
     /// in errors; `base` anchors relative paths; `env` looks up variables.
     /// Files the agent refers to (sub-agents, OpenAPI documents) are not read:
-    /// [`AgentDefinition::from_file`] does that.
+    /// [`AgentFile::from_file`] does that.
     pub fn from_toml(
         text: &str,
         path: &Path,
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, AgentFileError> {
-        let mut agent: AgentDefinition =
+        let mut agent: AgentFile =
             toml::from_str(text).map_err(|e| AgentFileError::Parse {
                 path: path.to_owned(),
                 message: e.to_string().trim_end().to_string(),
             })?;
         let invalid = |field: String, problem: String| AgentFileError::Invalid {
             path: path.to_owned(),
+            at: locate_field(text, &field),
             field,
             problem,
         };
-        agent.validate().map_err(|(f, p)| invalid(f, p))?;
-        for (field, condition) in agent.conditions() {
-            if let Err(e) = crate::condition::Condition::parse(condition) {
-                // Point at the condition inside the file: its first occurrence.
-                let at = text
-                    .find(condition)
-                    .map(|start| line_and_column(text, start + e.offset))
-                    .map(|(line, column)| format!(" (line {line}, column {column})"))
-                    .unwrap_or_default();
-                return Err(invalid(
-                    field,
-                    format!("condition `{condition}` does not parse{at}: {}", e.message),
-                ));
+        agent.check().map_err(|InvalidField { field, problem }| {
+            // A condition's error points inside the condition: find its text.
+            let at = agent
+                .conditions()
+                .into_iter()
+                .find(|(f, _)| *f == field)
+                .and_then(|(_, condition)| {
+                    let offset = crate::condition::Condition::parse(condition)
+                        .err()
+                        .map_or(0, |e| e.offset);
+                    text.find(condition)
+                        .map(|start| line_and_column(text, start + offset))
+                })
+                .or_else(|| locate_field(text, &field));
+            AgentFileError::Invalid {
+                path: path.to_owned(),
+                field,
+                at,
+                problem,
             }
-        }
+        })?;
         let resolve_path = |p: &mut PathBuf, field: String| -> Result<(), AgentFileError> {
             let expanded =
                 expand_env(&p.to_string_lossy(), env).map_err(|problem| invalid(field, problem))?;
@@ -590,8 +634,37 @@ impl AgentDefinition {
         Ok(agent)
     }
 
-    /// Checks what serde cannot: names, references and the money rule.
-    /// Returns the offending field and the problem.
+    /// Checks what serde cannot: names, references, conditions (each must
+    /// parse: a condition is never silently dropped), the money rule, and the
+    /// same again for every sub-agent definition carried inline. This is the
+    /// rule book [`crate::Agent::new`] applies to whatever arrives.
+    pub fn check(&self) -> Result<(), InvalidField> {
+        self.validate()
+            .map_err(|(field, problem)| InvalidField::new(field, problem))?;
+        for (field, condition) in self.conditions() {
+            if let Err(e) = crate::condition::Condition::parse(condition) {
+                return Err(InvalidField::new(
+                    field,
+                    format!(
+                        "condition `{}` does not parse: {}",
+                        excerpt(condition, 200),
+                        e.message
+                    ),
+                ));
+            }
+        }
+        for (i, tool) in self.tools.iter().enumerate() {
+            if let Some(definition) = tool.agent.as_ref().and_then(|a| a.definition.as_deref()) {
+                definition
+                    .check()
+                    .map_err(|e| e.within(&format!("tools[{i}].agent.definition")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what serde cannot, but conditions and sub-agents: names,
+    /// references and the money rule. Returns the offending field and the problem.
     fn validate(&self) -> Result<(), (String, String)> {
         if !valid_name(&self.name, 128, true) {
             return Err((
@@ -652,16 +725,19 @@ impl AgentDefinition {
         for (field, groups) in self
             .mcp_servers
             .iter()
-            .map(|s| (format!("mcp_servers.{}.approvers", s.name), &s.approvers))
+            .enumerate()
+            .map(|(i, s)| (format!("mcp_servers[{i}].approvers"), &s.approvers))
             .chain(
                 self.openapi
                     .iter()
-                    .map(|a| (format!("openapi.{}.approvers", a.name), &a.approvers)),
+                    .enumerate()
+                    .map(|(i, a)| (format!("openapi[{i}].approvers"), &a.approvers)),
             )
             .chain(
                 self.connectors
                     .iter()
-                    .map(|c| (format!("connectors.{}.approvers", c.prefix()), &c.approvers)),
+                    .enumerate()
+                    .map(|(i, c)| (format!("connectors[{i}].approvers"), &c.approvers)),
             )
         {
             if let Some(groups) = groups {
@@ -726,6 +802,18 @@ impl AgentDefinition {
             if let ToolImplementation::Workflow(w) = implementation {
                 if w.workflow_type.trim().is_empty() {
                     return Err((field("workflow.workflow_type"), "must not be empty".into()));
+                }
+                // The model's arguments would be the child's whole input: it
+                // could pick the agent, the mode and the requester. Countersign's
+                // own workflows are used through `agent = { file = ... }`.
+                if RESERVED_WORKFLOW_TYPES.contains(&w.workflow_type.trim()) {
+                    return Err((
+                        field("workflow.workflow_type"),
+                        format!(
+                            "`{}` is Countersign's own workflow and cannot be a workflow tool (the model would write its input); use `agent = {{ file = \"...\" }}` for a sub-agent",
+                            w.workflow_type.trim()
+                        ),
+                    ));
                 }
                 if let Some(schema) = &w.input_schema
                     && schema.get("type").and_then(|t| t.as_str()) != Some("object")
@@ -880,26 +968,6 @@ impl AgentDefinition {
         own.unwrap_or_else(|| self.approvers.clone())
     }
 
-    /// The condition that adds approval to calls of `tool`, if any: the
-    /// tool's `approval_when`, or its source's entry for it. Validated at
-    /// load, so it parses.
-    pub fn approval_condition(
-        &self,
-        tool: &crate::catalog::CatalogTool,
-    ) -> Option<crate::condition::Condition> {
-        let text = match self.source_rules(tool) {
-            Some((_, conditions)) => {
-                let unqualified = tool
-                    .name
-                    .strip_prefix(&format!("{}.", tool.provider))
-                    .unwrap_or(&tool.name);
-                conditions.get(unqualified).cloned()
-            }
-            None => self.tool(&tool.name).and_then(|t| t.approval_when.clone()),
-        }?;
-        crate::condition::Condition::parse(&text).ok()
-    }
-
     /// For a tool of a source (MCP server, OpenAPI document, connector): the
     /// source's `approvers` and its `approval_when` conditions by tool name.
     /// `None` for single tools, whose rules sit on their own definition.
@@ -963,29 +1031,6 @@ impl AgentDefinition {
         reviewers
     }
 
-    /// How many distinct approvals a call to `tool` with `arguments` needs
-    /// once it is gated: the tool's `quorum` when its `quorum_when` holds
-    /// (or cannot be decided: fail-closed), else 1.
-    pub fn quorum_for(
-        &self,
-        tool: &crate::catalog::CatalogTool,
-        arguments: &serde_json::Value,
-    ) -> u32 {
-        let Some(definition) = self.tool(&tool.name) else {
-            return 1;
-        };
-        let Some(quorum) = definition.quorum else {
-            return 1;
-        };
-        let applies = match &definition.quorum_when {
-            None => true,
-            Some(text) => crate::condition::Condition::parse(text)
-                .map(|c| c.evaluate(arguments).unwrap_or(true))
-                .unwrap_or(true),
-        };
-        if applies { quorum.max(1) } else { 1 }
-    }
-
     /// Whether the requester is barred from approving calls to `tool`.
     pub fn separation_of_duties_for(&self, tool: &crate::catalog::CatalogTool) -> bool {
         self.tool(&tool.name)
@@ -1040,6 +1085,54 @@ impl ScriptedStep {
     pub fn step_id(&self, index: usize) -> String {
         self.id.clone().unwrap_or_else(|| index.to_string())
     }
+}
+
+/// Workflow types that may not be used as workflow tools: Countersign's own.
+pub const RESERVED_WORKFLOW_TYPES: [&str; 2] = ["AgentRun", "ApprovalGate"];
+
+/// The first `max` characters of `text`, with `…` when it was longer: error
+/// messages never quote unbounded input.
+pub fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// Where a field (a TOML path such as `tools[2].builtin.url`) is in agent
+/// TOML: the 1-based line and column of its key, or of the deepest part of
+/// the path that exists. `None` when the text does not parse.
+pub fn locate_field(text: &str, field: &str) -> Option<(usize, usize)> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut table: &DeTable = root.get_ref();
+    let mut found: Option<usize> = None;
+    let mut value: Option<&DeValue> = None;
+    for segment in field.split('.') {
+        let (key, index) = match segment.split_once('[') {
+            Some((key, rest)) => (key, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (segment, None),
+        };
+        if let Some(DeValue::Table(t)) = value {
+            table = t;
+        } else if value.is_some() {
+            break;
+        }
+        let Some((name, entry)) = table.iter().find(|(k, _)| k.get_ref().as_ref() == key) else {
+            break;
+        };
+        found = Some(name.span().start);
+        value = Some(entry.get_ref());
+        if let Some(index) = index {
+            let Some(DeValue::Array(items)) = value else {
+                break;
+            };
+            let Some(item) = items.get(index) else { break };
+            found = Some(item.span().start);
+            value = Some(item.get_ref());
+        }
+    }
+    found.map(|offset| line_and_column(text, offset))
 }
 
 /// 1-based line and column of a byte offset.
@@ -1160,8 +1253,8 @@ requires_approval = false
 builtin = { kind = "append_todo", path = "todo.txt" }
 "#;
 
-    fn parse(text: &str) -> Result<AgentDefinition, AgentFileError> {
-        AgentDefinition::from_toml(text, Path::new("agent.toml"), Path::new("/base"), &|n| {
+    fn parse(text: &str) -> Result<AgentFile, AgentFileError> {
+        AgentFile::from_toml(text, Path::new("agent.toml"), Path::new("/base"), &|n| {
             (n == "SET").then(|| "http://set.example".to_string())
         })
     }
@@ -1197,7 +1290,7 @@ builtin = { kind = "append_todo", path = "todo.txt" }
     #[test]
     fn definitions_round_trip_through_json() {
         let a = parse(GOOD).unwrap();
-        let back: AgentDefinition =
+        let back: AgentFile =
             serde_json::from_value(serde_json::to_value(&a).unwrap()).unwrap();
         assert_eq!(a, back);
     }
@@ -1221,16 +1314,16 @@ builtin = { kind = "append_todo", path = "todo.txt" }
         let e = error_of(&GOOD.replace("name = \"payments\"", "name = \"pay ments\""));
         assert_eq!(
             e,
-            "agent.toml: field `name`: `pay ments` must be 1-128 letters, digits, `-`, `_` or `.`"
+            "agent.toml: field `name` (line 2, column 1): `pay ments` must be 1-128 letters, digits, `-`, `_` or `.`"
         );
         let e = error_of(&GOOD.replace("name = \"todo\"", "name = \"send_payment\""));
         assert!(
-            e.contains("field `tools[1].name`: `send_payment` is declared twice"),
+            e.contains("field `tools[1].name` (line 28, column 1): `send_payment` is declared twice"),
             "{e}"
         );
         let e = error_of(&GOOD.replace("on_error = \"give_up\"", "on_error = \"nowhere\""));
         assert!(
-            e.contains("field `model.steps[0].on_error`: no step has the id `nowhere`"),
+            e.contains("field `model.steps[0].on_error` (line 13, column 1): no step has the id `nowhere`"),
             "{e}"
         );
         let e = error_of(&GOOD.replace("${PAY_URL:-http://127.0.0.1:9}", "${UNSET_VAR}"));

@@ -3,12 +3,17 @@
 //! it. The workflow judges calls against this, and only against this: a name
 //! the catalog does not hold is never executed.
 
-use crate::agent::{AgentDefinition, BuiltinTool};
+use crate::agent::{AgentFile, BuiltinTool};
 use crate::sources::{Connector, McpServer, RequireApproval, WorkflowTool};
 use crate::{EffectClass, ToolPolicy};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+/// The most tools a run offers its model. Models choose badly among many
+/// tools (and APIs cap the list); an agent over this is refused when its run
+/// starts, with a pointer to `operations` / `tools`.
+pub const MAX_TOOLS_OFFERED: usize = 128;
 
 /// The kind of a tool, as shown to reviewers (`ToolRef.kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +104,7 @@ pub enum ToolBinding {
         action: String,
     },
     /// A child `AgentRun` with this agent; the call's `prompt` is its prompt.
-    Agent(Box<AgentDefinition>),
+    Agent(Box<AgentFile>),
     /// A child workflow; the call's arguments are its input.
     Workflow(WorkflowTool),
 }

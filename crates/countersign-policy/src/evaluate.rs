@@ -43,6 +43,7 @@ pub enum RunMode {
     #[default]
     Autonomous,
     /// The user explicitly asked for these actions.
+    #[serde(alias = "user-requested")]
     UserRequested,
 }
 

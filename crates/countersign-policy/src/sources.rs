@@ -107,12 +107,10 @@ pub struct McpServer {
 pub struct OpenApiSource {
     /// Prefix of the API's tools.
     pub name: String,
-    /// The document: a file path (relative to the agent file) or an http(s) URL.
+    /// The document: a file path (relative to the agent file) or an http(s)
+    /// URL, read by the worker when a run starts (the `discover_tools`
+    /// activity), never carried in a run's input.
     pub spec: String,
-    /// The document's text, read from `spec` when the agent file is loaded
-    /// (file specs only; URL specs are fetched when a run starts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub document: Option<String>,
     /// Overrides the document's first `servers` URL.
     #[serde(default)]
     pub base_url: Option<String>,
@@ -236,7 +234,7 @@ pub struct SubAgentTool {
     pub file: PathBuf,
     /// The child agent, read from `file` when this agent file is loaded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub definition: Option<Box<crate::agent::AgentDefinition>>,
+    pub definition: Option<Box<crate::agent::AgentFile>>,
 }
 
 /// Any workflow type, on any task queue, used as a tool: it runs as a child

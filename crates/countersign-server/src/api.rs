@@ -23,9 +23,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use countersign_approvals::{ApprovalsError, ApproveOptions, approve_decision, deny_decision};
-use countersign_policy::RunMode;
-use countersign_policy::agent::AgentDefinition;
-use countersign_policy::run::AgentRunInput;
+use countersign_policy::agent::{AgentFile, excerpt};
+use countersign_policy::run::{AgentRunInput, AgentSpec, RunRequest};
+use countersign_policy::{Agent, RunMode};
 use countersign_proto::{Decision, DecisionOutcome, PendingApproval, RunState};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -241,11 +241,11 @@ pub struct DenyBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StartRunBody {
-    /// The agent: the name of an agent file in the server's agents folder
-    /// (`[runs] agents_dir`; `"accounts-payable"` starts
-    /// `<agents_dir>/accounts-payable.toml`), or, only when the server
-    /// config sets `[runs] allow_inline_agents = true`, an agent definition
-    /// as JSON (the agent file's fields).
+    /// The agent: the `name` of an agent the workers serve (their
+    /// `--agents` folder; an unknown name fails the run at once with the
+    /// names they serve), or, only when the server config sets
+    /// `[runs] allow_inline_agents = true` (and the workers allow inline
+    /// agents), an agent definition as JSON (the agent file's fields).
     #[schema(schema_with = agent_schema)]
     pub agent: Value,
     /// The user's request (not blank).
@@ -258,6 +258,11 @@ pub struct StartRunBody {
     /// The conversation the run belongs to.
     #[serde(default)]
     pub conversation_id: String,
+    /// Pins the agent's definition: the run fails unless the worker's has
+    /// this SHA-256 (`countersign agents list` prints them).
+    #[serde(default)]
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
+    pub agent_sha256: Option<String>,
     /// The workflow id (default: `<agent>-<unix millis>-<n>`). While a run
     /// with this id is open, starting another is a 409: pass an id to make
     /// a retried request safe.
@@ -273,7 +278,8 @@ fn agent_schema() -> utoipa::openapi::schema::Schema {
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .description(Some("the name of an agent file in `[runs] agents_dir`")),
+                .max_length(Some(128))
+                .description(Some("the name of an agent the workers serve")),
         )
         .item(
             ObjectBuilder::new()
@@ -566,10 +572,10 @@ async fn start_run(
     if body.prompt.trim().is_empty() {
         return Err(Problem::bad_request("prompt must not be empty"));
     }
-    let agent = resolve_agent(&state.config.runs, body.agent)?;
+    let agent = agent_spec(&state.config.runs, body.agent)?;
     let id = match body.id {
         Some(id) if !id.trim().is_empty() => id,
-        _ => default_run_id(&agent.name),
+        _ => default_run_id(agent.name()),
     };
     let input = AgentRunInput {
         agent,
@@ -578,9 +584,15 @@ async fn start_run(
         // The requester is who authenticated, never a body field.
         requester: requester.id,
         conversation_id: body.conversation_id,
+        agent_sha256: body.agent_sha256,
         parent_workflow_id: String::new(),
         carried: None,
     };
+    // The same bounds the run applies, answered as a 400 instead of a failed run.
+    let input = RunRequest::new(input)
+        .map_err(|e| Problem::bad_request(e.to_string()))?
+        .input()
+        .clone();
     let workflow_id = state
         .approvals
         .start_run(input, &id, Some(&state.task_queue))
@@ -594,58 +606,37 @@ async fn start_run(
     Ok((StatusCode::CREATED, Json(StartedRun { workflow_id })).into_response())
 }
 
-/// The agent a `POST /runs` names (a file in the agents folder) or carries
-/// inline (when the config allows it), validated as `run start` does.
-fn resolve_agent(runs: &RunsConfig, agent: Value) -> Result<AgentDefinition, Problem> {
+/// The agent a `POST /runs` names (an agent of the workers' registry) or
+/// carries inline (when the config allows it; validated here with the same
+/// constructor the workflow uses, and again by the run itself).
+fn agent_spec(runs: &RunsConfig, agent: Value) -> Result<AgentSpec, Problem> {
     match agent {
         Value::String(name) => {
-            let Some(dir) = &runs.agents_dir else {
-                return Err(Problem::not_found(
-                    "no agents folder is configured: set `[runs] agents_dir` in the server config",
-                ));
-            };
             let valid = !name.is_empty()
-                && !name.starts_with('.')
+                && name.len() <= 128
                 && name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
             if !valid {
                 return Err(Problem::bad_request(format!(
-                    "agent `{name}`: a name is letters, digits, `-`, `_` and `.`, and names a file in the agents folder"
+                    "agent `{}`: a name is 1-128 letters, digits, `-`, `_` and `.`: the `name` of an agent the workers serve",
+                    excerpt(&name, 128)
                 )));
             }
-            let path = dir.join(format!("{name}.toml"));
-            if !path.is_file() {
-                return Err(Problem::not_found(format!(
-                    "no agent `{name}` in the agents folder"
-                )));
-            }
-            // The file is the operator's: a broken one is the server's problem.
-            AgentDefinition::from_file(&path)
-                .map_err(|e| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+            Ok(AgentSpec::Name(name))
         }
         Value::Object(_) if !runs.allow_inline_agents => Err(Problem::forbidden(
-            "inline agent definitions are not allowed: name an agent file of the server's agents folder, or set `[runs] allow_inline_agents = true` in the server config",
+            "inline agent definitions are not allowed: name an agent the workers serve (`countersign worker --agents DIR`), or set `[runs] allow_inline_agents = true` in the server config (the workers must allow them too)",
         )),
         Value::Object(_) => {
-            let agent: AgentDefinition = serde_json::from_value(agent)
+            let file: AgentFile = serde_json::from_value(agent)
+                .map_err(|e| Problem::bad_request(format!("agent: {}", excerpt(&e.to_string(), 300))))?;
+            let agent = Agent::new(file)
                 .map_err(|e| Problem::bad_request(format!("agent: {e}")))?;
-            // The checks serde cannot make (names, references, conditions,
-            // the money rule) are those of an agent file: validate it as one.
-            // No environment: the definition is the caller's, the
-            // environment is the server's.
-            let text =
-                toml::to_string(&agent).map_err(|e| Problem::bad_request(format!("agent: {e}")))?;
-            AgentDefinition::from_toml(
-                &text,
-                std::path::Path::new("inline agent"),
-                std::path::Path::new("."),
-                &|_| None,
-            )
-            .map_err(|e| Problem::bad_request(e.to_string()))
+            Ok(AgentSpec::Inline(Box::new(agent.file().clone())))
         }
         _ => Err(Problem::bad_request(
-            "agent must be the name of an agent file (a string) or an agent definition (an object)",
+            "agent must be the name of an agent (a string) or an agent definition (an object)",
         )),
     }
 }

@@ -14,7 +14,7 @@
 //! api_base_url = "https://slack.com/api"
 //!
 //! [runs]
-//! agents_dir = "agents"                  # POST /runs {"agent": "<name>"} starts agents/<name>.toml
+//! allow_inline_agents = false            # POST /runs {"agent": "<name>"} names an agent the workers serve
 //! ```
 
 use serde::Deserialize;
@@ -34,7 +34,7 @@ pub struct ServerConfig {
     /// Dashboard settings.
     #[serde(default)]
     pub dashboard: DashboardConfig,
-    /// Which agents `POST /runs` may start.
+    /// What `POST /runs` may send.
     #[serde(default)]
     pub runs: RunsConfig,
 }
@@ -100,25 +100,22 @@ pub struct DashboardConfig {
     pub secure_cookies: bool,
 }
 
-/// Which agents `POST /runs` may start.
+/// What `POST /runs` may send. Runs name an agent the workers serve
+/// (`countersign worker --agents DIR`); the server needs no agent files.
 ///
 /// ```toml
 /// [runs]
-/// agents_dir = "agents"          # {"agent": "accounts-payable"} runs agents/accounts-payable.toml
 /// allow_inline_agents = false    # the default; see below
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunsConfig {
-    /// The folder of agent files that `POST /runs` starts by name
-    /// (`<agents_dir>/<name>.toml`), relative to the config file. Absent:
-    /// no agent can be started by name.
-    #[serde(default)]
-    pub agents_dir: Option<PathBuf>,
     /// Accept agent definitions inline (JSON) in `POST /runs`. Off by
     /// default: an inline agent brings its own tools, commands, URLs,
     /// approvers and secret variable names, so every token holder could run
-    /// commands on the worker, read its environment or approve their own calls.
+    /// commands on the worker, read its environment or approve their own
+    /// calls. Workers refuse them too unless started with
+    /// `--allow-inline-agents`.
     #[serde(default)]
     pub allow_inline_agents: bool,
 }
@@ -164,7 +161,7 @@ impl ServerConfig {
 
     /// Parses and validates configuration TOML; `path` names it in errors.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let mut config: ServerConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let config: ServerConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string().trim_end().to_string(),
         })?;
@@ -195,11 +192,6 @@ impl ServerConfig {
                     "reviewers[{i}].token_sha256 is the same as another reviewer's"
                 )));
             }
-        }
-        if let Some(dir) = &mut config.runs.agents_dir
-            && dir.is_relative()
-        {
-            *dir = path.parent().unwrap_or(Path::new(".")).join(&*dir);
         }
         Ok(config)
     }

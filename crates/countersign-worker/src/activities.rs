@@ -1,11 +1,13 @@
-//! The activities of an agent run: tool discovery, a model turn and a tool
-//! execution. They are the only code of a run that touches the world.
+//! The activities of an agent run: resolving its agent, tool discovery, a
+//! model turn, a tool execution and notifications. They are the only code of
+//! a run that touches the world.
 
 use crate::catalog::{Discovery, discover};
 use crate::model::{ModelError, ModelTurn, ModelTurnRequest, play_turn};
 use crate::notify::{NotifyOutcome, NotifyRequest};
+use crate::registry::{AgentLookup, AgentRegistry, ResolvedAgent};
 use crate::tools::{ToolError, ToolInvocation, ToolOutput, run_tool};
-use countersign_policy::agent::AgentDefinition;
+use countersign_policy::agent::AgentFile;
 use countersign_proto::contract::workflow_id_of_approval;
 use std::future::Future;
 use std::sync::Arc;
@@ -15,25 +17,28 @@ use temporalio_sdk::ApplicationFailure;
 use temporalio_sdk::activities::{ActivityContext, ActivityError};
 use tracing::Instrument;
 
-/// The Countersign activities, sharing one HTTP client.
+/// The Countersign activities, sharing one HTTP client and the worker's
+/// agent registry.
 pub struct CountersignActivities {
     http: reqwest::Client,
+    agents: AgentRegistry,
 }
 
 impl CountersignActivities {
-    /// Activities with a fresh HTTP client (30 s request timeout).
-    pub fn new() -> Self {
+    /// Activities serving `agents`, with a fresh HTTP client (30 s request timeout).
+    pub fn new(agents: AgentRegistry) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
-        Self { http }
+        Self { http, agents }
     }
 }
 
 impl Default for CountersignActivities {
+    /// No agents, inline definitions refused.
     fn default() -> Self {
-        Self::new()
+        Self::new(AgentRegistry::empty())
     }
 }
 
@@ -111,12 +116,26 @@ fn log_tool_result(result: &Result<ToolOutput, ToolError>) {
 
 #[activities]
 impl CountersignActivities {
+    /// Resolves the agent a run names: the registry's definition, or
+    /// permission to use the run's inline one. A refusal is final (the run
+    /// fails with it): an unknown name lists the names served.
+    #[activity(name = "resolve_agent")]
+    pub async fn resolve_agent(
+        self: Arc<Self>,
+        _ctx: ActivityContext,
+        lookup: AgentLookup,
+    ) -> Result<ResolvedAgent, ActivityError> {
+        self.agents
+            .resolve(&lookup)
+            .map_err(|e| ActivityError::from(ApplicationFailure::non_retryable(e.to_string())))
+    }
+
     /// Lists the tools of the agent's MCP servers and OpenAPI documents.
     #[activity(name = "discover_tools")]
     pub async fn discover_tools(
         self: Arc<Self>,
         ctx: ActivityContext,
-        agent: AgentDefinition,
+        agent: AgentFile,
     ) -> Result<Discovery, ActivityError> {
         until_cancelled(&ctx, heartbeating(&ctx, discover(&self.http, &agent))).await
     }

@@ -7,7 +7,7 @@
 
 use crate::tools::{builtin, connectors, mcp, openapi};
 use countersign_policy::EffectClass;
-use countersign_policy::agent::{AgentDefinition, ToolImplementation};
+use countersign_policy::agent::{AgentFile, ToolImplementation};
 use countersign_policy::catalog::{
     CatalogTool, ToolBinding, ToolKind, qualified_name, source_tool_policy,
 };
@@ -26,21 +26,54 @@ pub struct Discovery {
 }
 
 /// Whether the agent has sources that only an activity can list.
-pub fn needs_discovery(agent: &AgentDefinition) -> bool {
+pub fn needs_discovery(agent: &AgentFile) -> bool {
     !agent.mcp_servers.is_empty() || !agent.openapi.is_empty()
 }
 
-/// Checks, before a run starts, what can be checked without talking to the
-/// tool sources: every OpenAPI document given as a file parses and fits its
-/// configuration, in this agent and its sub-agents. Returns one line per
-/// problem (empty: fine). MCP servers and URL documents are only reached
-/// from the worker, when the run starts.
-pub fn preflight(agent: &AgentDefinition) -> Vec<String> {
+/// Whether `tool` is one that discovery can have found for `agent`: an
+/// MCP tool of a server it declares (within that server's `tools` list),
+/// or an operation of an OpenAPI source it declares (within `operations`).
+/// A continued run keeps only such tools of what it carried over.
+pub fn is_discovered_by(agent: &AgentFile, tool: &CatalogTool) -> bool {
+    let unqualified = |prefix: &str| tool.name.strip_prefix(&format!("{prefix}.")).map(str::to_string);
+    match (&tool.kind, &tool.binding) {
+        (ToolKind::Mcp, ToolBinding::Mcp { server, tool: name }) => agent
+            .mcp_servers
+            .iter()
+            .find(|s| s.name == tool.provider)
+            .is_some_and(|declared| {
+                declared == server
+                    && unqualified(&declared.name).as_ref() == Some(name)
+                    && declared.tools.as_ref().is_none_or(|only| only.contains(name))
+            }),
+        (ToolKind::Openapi, ToolBinding::Http(_)) => agent
+            .openapi
+            .iter()
+            .find(|a| a.name == tool.provider)
+            .is_some_and(|declared| {
+                unqualified(&declared.name).is_some_and(|operation| {
+                    declared
+                        .operations
+                        .as_ref()
+                        .is_none_or(|only| only.contains(&operation))
+                })
+            }),
+        _ => false,
+    }
+}
+
+/// Checks, when a worker loads its registry, what can be checked without
+/// talking to the tool sources: every OpenAPI document given as a file is
+/// read, parses and fits its configuration, in this agent and its
+/// sub-agents. Returns one line per problem (empty: fine). MCP servers and
+/// URL documents are only reached when a run starts.
+pub fn preflight(agent: &AgentFile) -> Vec<String> {
     let mut problems = Vec::new();
-    for api in &agent.openapi {
-        if let Some(document) = &api.document
-            && let Err(e) = openapi::operations(api, document)
-        {
+    for api in agent.openapi.iter().filter(|api| !openapi::is_http_url(&api.spec)) {
+        let checked = std::fs::read_to_string(&api.spec)
+            .map_err(|e| format!("cannot read the document: {e}"))
+            .and_then(|document| openapi::operations(api, &document));
+        if let Err(e) = checked {
             problems.push(format!(
                 "agent `{}`: openapi `{}` ({}): {e}",
                 agent.name, api.name, api.spec
@@ -56,7 +89,7 @@ pub fn preflight(agent: &AgentDefinition) -> Vec<String> {
 }
 
 /// The tools known from the definition alone: single tools and connector actions.
-pub fn static_tools(agent: &AgentDefinition) -> Vec<CatalogTool> {
+pub fn static_tools(agent: &AgentFile) -> Vec<CatalogTool> {
     let mut tools = Vec::new();
     for tool in &agent.tools {
         let Some(implementation) = tool.implementation() else {
@@ -111,7 +144,7 @@ pub fn static_tools(agent: &AgentDefinition) -> Vec<CatalogTool> {
 /// Asks every MCP server for its tools and parses every OpenAPI document.
 /// A source that fails is reported in [`Discovery::problems`], never fatal:
 /// the run goes on without its tools.
-pub async fn discover(http: &reqwest::Client, agent: &AgentDefinition) -> Discovery {
+pub async fn discover(http: &reqwest::Client, agent: &AgentFile) -> Discovery {
     let mut discovery = Discovery::default();
     let servers = futures::future::join_all(
         agent
@@ -144,9 +177,14 @@ pub async fn discover(http: &reqwest::Client, agent: &AgentDefinition) -> Discov
         }
     }
     for api in &agent.openapi {
-        let document = match &api.document {
-            Some(text) => Ok(text.clone()),
-            None => openapi::fetch_document(http, &api.spec).await,
+        // Read here, on the worker: the run's history keeps only the
+        // operations it offers, never the document.
+        let document = if openapi::is_http_url(&api.spec) {
+            openapi::fetch_document(http, &api.spec).await
+        } else {
+            tokio::fs::read_to_string(&api.spec)
+                .await
+                .map_err(|e| format!("cannot read the document: {e}"))
         };
         match document.and_then(|text| openapi::operations(api, &text)) {
             Ok(tools) => discovery.tools.extend(tools),

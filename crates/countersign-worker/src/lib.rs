@@ -10,12 +10,14 @@ pub mod catalog;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod registry;
 mod secrets;
 pub mod tools;
 pub mod workflow;
 
 pub use activities::CountersignActivities;
 pub use metrics::ToolMetrics;
+pub use registry::AgentRegistry;
 pub use workflow::AgentRun;
 
 use temporalio_client::Client;
@@ -69,13 +71,15 @@ impl Default for WorkerTuning {
 }
 
 /// Builds a worker that runs `AgentRun` workflows and Countersign activities
-/// on `task_queue` with the default [`WorkerTuning`]. Call `run()` on the result.
+/// on `task_queue`, serving `agents`, with the default [`WorkerTuning`].
+/// Call `run()` on the result.
 pub fn build_worker(
     runtime: &temporalio_sdk::Runtime,
     client: Client,
     task_queue: &str,
+    agents: AgentRegistry,
 ) -> Result<Worker, WorkerError> {
-    build_tuned_worker(runtime, client, task_queue, &WorkerTuning::default())
+    build_tuned_worker(runtime, client, task_queue, agents, &WorkerTuning::default())
 }
 
 /// Builds a worker like [`build_worker`], tuned by `tuning`.
@@ -83,9 +87,10 @@ pub fn build_tuned_worker(
     runtime: &temporalio_sdk::Runtime,
     client: Client,
     task_queue: &str,
+    agents: AgentRegistry,
     tuning: &WorkerTuning,
 ) -> Result<Worker, WorkerError> {
-    build_worker_with_metrics(runtime, client, task_queue, tuning, None)
+    build_worker_with_metrics(runtime, client, task_queue, agents, tuning, None)
 }
 
 /// Builds a worker like [`build_tuned_worker`] that also counts tool
@@ -95,6 +100,7 @@ pub fn build_worker_with_metrics(
     runtime: &temporalio_sdk::Runtime,
     client: Client,
     task_queue: &str,
+    agents: AgentRegistry,
     tuning: &WorkerTuning,
     metrics: Option<&ToolMetrics>,
 ) -> Result<Worker, WorkerError> {
@@ -114,7 +120,7 @@ pub fn build_worker_with_metrics(
     let mut options = WorkerOptions::new(task_queue)
         .register_workflow::<AgentRun>()
         .map_err(|e| WorkerError::Registration(e.to_string()))?
-        .register_activities(CountersignActivities::new())
+        .register_activities(CountersignActivities::new(agents))
         .max_cached_workflows(tuning.max_cached_workflows)
         .tuner(tuner)
         .workflow_task_poller_behavior(PollerBehavior::SimpleMaximum(

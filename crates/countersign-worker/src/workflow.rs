@@ -12,14 +12,15 @@ mod children;
 
 use crate::activities::CountersignActivities;
 use crate::catalog::{self, Discovery};
+use crate::registry::{AgentLookup, ResolvedAgent};
 use crate::model::{ModelTurn, ModelTurnRequest, RequestedCall, ToolSpec};
 use crate::notify::{NotifyEvent, NotifyOutcome, NotifyRequest, SlackMessage};
 use crate::tools::{ToolInvocation, ToolOutput};
 use countersign_policy::agent::{DEFAULT_CONTINUE_AS_NEW_AFTER, NotifyConfig, WaitingStage};
-use countersign_policy::catalog::{CatalogTool, ToolBinding};
-use countersign_policy::run::{AgentRunInput, CarriedState};
+use countersign_policy::catalog::{CatalogTool, MAX_TOOLS_OFFERED, ToolBinding};
+use countersign_policy::run::{AgentRunInput, AgentSpec, CarriedState, InputError, RunRequest};
 use countersign_policy::schema::check_arguments;
-use countersign_policy::{RunMode, apply_condition, evaluate};
+use countersign_policy::{Agent, RunMode};
 use countersign_proto::contract::{self, APPROVAL_ID_SEPARATOR};
 use countersign_proto::{
     ApprovalState, Decision, DecisionOutcome, PendingApproval, RunState, RunStatus, ToolCall,
@@ -48,10 +49,20 @@ const SA_REQUESTER: SearchAttributeKey<String> =
     SearchAttributeKey::keyword(contract::SA_REQUESTER);
 
 /// An agent run. Its workflow type is `AgentRun`; its input is an
-/// [`AgentRunInput`] and its result the final [`RunState`].
+/// [`AgentRunInput`] (decoded here, see [`RunRequest::decode`]) and its
+/// result the final [`RunState`].
 #[workflow]
 pub struct AgentRun {
-    input: AgentRunInput,
+    /// What the run was asked to do; `None` when the input was refused.
+    request: Option<RunRequest>,
+    /// Why the input cannot be run: the run fails with this at once.
+    refused: Option<String>,
+    /// The validated agent, once `run` resolved it; nothing gated or
+    /// executed happens before that.
+    agent: Option<Agent>,
+    /// Whether the agent came from the worker's registry (its sub-agents
+    /// are then started by name and hash, never inline).
+    from_registry: bool,
     state: RunState,
     /// Every tool the model may call; a name not in here never runs.
     catalog: Vec<CatalogTool>,
@@ -104,44 +115,66 @@ enum Resolution {
 
 #[workflow_methods]
 impl AgentRun {
-    /// Sets up the run's state from its input (or from what the previous
-    /// run carried over, after continue-as-new).
+    /// Decodes the input (a malformed one is kept as the reason the run
+    /// fails, never a failed workflow task) and sets up the run's state, or
+    /// restores it from what the previous run carried over.
     #[init]
-    pub fn new(ctx: &WorkflowContextView, mut input: AgentRunInput) -> Self {
-        if let Some(carried) = input.carried.take() {
+    pub fn new(ctx: &WorkflowContextView, input: RawValue) -> Self {
+        let mut request = decode_input(&input);
+        let carried = request.as_mut().ok().and_then(RunRequest::take_carried);
+        // Only Countersign's own continue-as-new carries state: from a
+        // client it could hold approvals nobody gave.
+        if carried.is_some() && ctx.continued_from_run_id().is_none() {
+            request = Err(InputError::Field {
+                field: "carried",
+                problem: "is set only by Countersign's own continue-as-new; leave it out".into(),
+            }
+            .to_string());
+        }
+        let (request, refused) = match request {
+            Ok(request) => (Some(request), None),
+            Err(problem) => (None, Some(problem)),
+        };
+        if let Some(carried) = carried.filter(|_| refused.is_none()) {
             let CarriedState {
                 state,
                 catalog,
                 turns_taken,
             } = *carried;
             return Self {
-                input,
+                request,
+                refused,
+                agent: None,
+                from_registry: false,
                 state,
                 catalog,
                 turns_taken,
                 published: None,
             };
         }
-        let conversation_id = if input.conversation_id.is_empty() {
-            ctx.workflow_id().to_string()
-        } else {
-            input.conversation_id.clone()
+        let input = request.as_ref().map(RunRequest::input);
+        let conversation_id = match input {
+            Some(input) if !input.conversation_id.is_empty() => input.conversation_id.clone(),
+            _ => ctx.workflow_id().to_string(),
         };
         let state = RunState {
             workflow_id: ctx.workflow_id().to_string(),
-            agent: input.agent.name.clone(),
-            requester: input.requester.clone(),
-            mode: input.effective_mode().as_str().to_string(),
+            agent: input.map(|i| i.agent.name().to_string()).unwrap_or_default(),
+            requester: input.map(|i| i.requester.clone()).unwrap_or_default(),
             status: RunStatus::Running as i32,
             conversation_id,
-            parent_workflow_id: input.parent_workflow_id.clone(),
+            parent_workflow_id: input
+                .map(|i| i.parent_workflow_id.clone())
+                .unwrap_or_default(),
             ..Default::default()
         };
-        let catalog = catalog::static_tools(&input.agent);
         Self {
-            input,
+            request,
+            refused,
+            agent: None,
+            from_registry: false,
             state,
-            catalog,
+            catalog: vec![],
             turns_taken: 0,
             published: None,
         }
@@ -151,8 +184,11 @@ impl AgentRun {
     /// the model answers without tool calls.
     #[run]
     pub async fn run(ctx: &mut WorkflowContext<Self>) -> WorkflowResult<RunState> {
+        if let Err(termination) = resolve_agent(ctx).await {
+            return termination;
+        }
         if ctx.state(|s| s.turns_taken == 0 && s.state.transcript.is_empty()) {
-            let prompt = ctx.state(|s| s.input.prompt.clone());
+            let prompt = ctx.state(|s| s.input().prompt.clone());
             ctx.state_mut(|s| {
                 s.state.transcript.push(TranscriptEntry {
                     role: "user".into(),
@@ -165,13 +201,13 @@ impl AgentRun {
             }
         }
         publish(ctx);
-        let max_turns = ctx.state(|s| s.input.agent.max_turns);
+        let max_turns = ctx.state(|s| s.agent().max_turns);
         while ctx.state(|s| s.turns_taken) < max_turns {
             if should_continue_as_new(ctx) {
                 return continue_as_new(ctx);
             }
             let request = ctx.state(|s| ModelTurnRequest {
-                model: s.input.agent.model.clone(),
+                model: s.agent().model.clone(),
                 instructions: s.model_instructions(),
                 transcript: s.state.transcript.clone(),
                 tools: s.catalog.iter().map(tool_spec).collect(),
@@ -310,17 +346,37 @@ impl AgentRun {
         }
     }
 
+    /// The validated agent. `run` resolves it before anything that uses it
+    /// (model turns, approvals, tools) can happen, so it is always there
+    /// when asked for.
+    fn agent(&self) -> &Agent {
+        self.agent
+            .as_ref()
+            .expect("the agent is resolved before the run takes any turn")
+    }
+
+    /// The run's input. Present whenever the run got past its first step.
+    fn input(&self) -> &AgentRunInput {
+        self.request
+            .as_ref()
+            .map(RunRequest::input)
+            .expect("a refused input ends the run before anything reads it")
+    }
+
+    /// The mode the run uses: the input's override, else the agent's default.
+    fn mode(&self) -> RunMode {
+        self.input().mode.unwrap_or(self.agent().mode)
+    }
+
     /// How long a call to `tool` waits for a decision.
     fn approval_expiry(&self, tool: &str) -> Duration {
-        self.tool(tool)
-            .and_then(|t| t.approval_expiry)
-            .unwrap_or(self.input.agent.approval_expiry)
+        self.agent().expiry_for(self.tool(tool))
     }
 
     /// The agent's instructions, plus what the run could not use, so the
     /// model does not look for tools that are not there.
     fn model_instructions(&self) -> String {
-        let mut instructions = self.input.agent.instructions.clone();
+        let mut instructions = self.agent().instructions.clone();
         if !self.state.notices.is_empty() {
             instructions.push_str("\n\nNot available in this run:\n");
             for notice in &self.state.notices {
@@ -353,7 +409,7 @@ fn plan_calls(
     calls
         .into_iter()
         .map(|call| {
-            let mode: RunMode = ctx.state(|s| s.input.effective_mode());
+            let mode: RunMode = ctx.state(|s| s.mode());
             let Some(tool) = ctx.state(|s| s.tool(&call.name).cloned()) else {
                 // Runs recorded before this check gated an invented tool
                 // (as write_external) instead of refusing it.
@@ -395,13 +451,8 @@ fn open_approval(
     model_reason: &str,
     now: Option<SystemTime>,
 ) -> CallPlan {
-    let condition = tool.and_then(|t| ctx.state(|s| s.input.agent.approval_condition(t)));
-    let verdict = apply_condition(
-        evaluate(tool.map(|t| t.policy()).as_ref(), mode),
-        condition.as_ref(),
-        &call.arguments,
-    );
-    if !verdict.needs_approval {
+    let gate = ctx.state(|s| s.agent().gate(tool, &call.arguments, mode));
+    if !gate.needs_approval {
         return CallPlan::Run(call);
     }
     let approval_id = format!(
@@ -409,14 +460,13 @@ fn open_approval(
         ctx.workflow_id(),
         &ctx.uuid4()[..8]
     );
-    let expiry = ctx.state(|s| s.approval_expiry(&call.name));
     let approval = ctx.state(|s| PendingApproval {
         approval_id: approval_id.clone(),
         workflow_id: ctx.workflow_id().to_string(),
         run_id: ctx.run_id().to_string(),
         conversation_id: s.state.conversation_id.clone(),
-        agent: s.input.agent.name.clone(),
-        requester: s.input.requester.clone(),
+        agent: s.agent().name.clone(),
+        requester: s.input().requester.clone(),
         tool: Some(ToolRef {
             kind: tool.map_or("unknown", |t| t.kind.as_str()).into(),
             provider: tool.map(|t| t.provider.clone()).unwrap_or_default(),
@@ -424,28 +474,20 @@ fn open_approval(
         }),
         arguments: json_to_struct(&call.arguments).ok(),
         arguments_sha256: arguments_sha256(&call.arguments),
-        effect_class: verdict.effect.as_str().to_string(),
-        rule: verdict.rule.clone(),
-        required_approvals: tool
-            .map_or(1, |t| s.input.agent.quorum_for(t, &call.arguments))
-            .max(verdict.required_approvals),
+        effect_class: gate.effect.as_str().to_string(),
+        rule: gate.rule.clone(),
+        required_approvals: gate.quorum,
         approvals_given: vec![],
         requested_at: now.map(timestamp),
-        expires_at: now.map(|t| timestamp(t + expiry)),
-        user_request: s.input.prompt.clone(),
+        expires_at: now.map(|t| timestamp(t + gate.expiry)),
+        user_request: s.input().prompt.clone(),
         model_reason: model_reason.to_string(),
         tool_call_id: call.id.clone(),
         state: ApprovalState::Pending as i32,
-        parent_workflow_id: s.input.parent_workflow_id.clone(),
-        approver_groups: tool
-            .map(|t| s.input.agent.approver_groups(t))
-            .unwrap_or_else(|| s.input.agent.approvers.clone()),
-        approvers: tool
-            .map(|t| s.input.agent.eligible_reviewers(t))
-            .unwrap_or_default(),
-        separation_of_duties: tool.map_or(s.input.agent.separation_of_duties, |t| {
-            s.input.agent.separation_of_duties_for(t)
-        }),
+        parent_workflow_id: s.input().parent_workflow_id.clone(),
+        approver_groups: gate.approver_groups.clone(),
+        approvers: gate.approvers.clone(),
+        separation_of_duties: gate.separation_of_duties,
     });
     let sticky = ctx.state(|s| s.sticky_grant(&approval).cloned());
     ctx.state_mut(|s| s.state.approvals.push(approval));
@@ -479,8 +521,8 @@ async fn carry_out(
     let expiry = ctx.state(|s| s.approval_expiry(&call.name));
     // The wait, stage by stage: reminder and escalation (when configured),
     // then expiry. Without them it is one timer for the whole expiry.
-    let stages = ctx.state(|s| s.input.agent.waiting_stages(expiry));
-    let notify = ctx.state(|s| s.input.agent.notify.clone().filter(|n| n.is_active()));
+    let stages = ctx.state(|s| s.agent().waiting_stages(expiry));
+    let notify = ctx.state(|s| s.agent().notify.clone().filter(|n| n.is_active()));
     let waiting = async {
         let mut elapsed = Duration::ZERO;
         for (at, stage) in stages {
@@ -576,8 +618,8 @@ async fn execute_tool(
         return ToolOutput::error(format!("unknown tool `{}`; nothing ran.", call.name));
     };
     match &tool.binding {
-        ToolBinding::Agent(agent) => {
-            return children::run_sub_agent(ctx, &tool, agent, call, arguments).await;
+        ToolBinding::Agent(_) => {
+            return children::run_sub_agent(ctx, &tool, call, arguments).await;
         }
         ToolBinding::Workflow(workflow) => {
             return children::run_workflow(ctx, &tool, workflow, call, arguments).await;
@@ -690,11 +732,127 @@ async fn announce_decided(
     send_notification(ctx, config, event).await;
 }
 
+/// Runs recorded before the agent registry took their definition from the
+/// input as it was; newer runs resolve it in the `resolve_agent` activity.
+const PATCH_AGENT_REGISTRY: &str = "agent-registry";
+
+/// Decodes the raw input payload: one `json/plain` payload holding an
+/// [`AgentRunInput`]. Refusals are short and never quote the input whole.
+fn decode_input(input: &RawValue) -> Result<RunRequest, String> {
+    let [payload] = input.payloads.as_slice() else {
+        return Err(format!(
+            "the AgentRun input must be one JSON payload, got {}; e.g. {{\"agent\": \"<name>\", \"prompt\": \"...\", \"requester\": \"...\"}}",
+            input.payloads.len()
+        ));
+    };
+    let encoding = payload
+        .metadata
+        .get("encoding")
+        .map(|e| String::from_utf8_lossy(e).into_owned())
+        .unwrap_or_default();
+    if encoding != "json/plain" {
+        return Err(format!(
+            "the AgentRun input must be a json/plain payload, got encoding `{}`",
+            countersign_policy::agent::excerpt(&encoding, 40)
+        ));
+    }
+    RunRequest::decode(&payload.data).map_err(|e| e.to_string())
+}
+
+/// Resolves and validates the run's agent before anything else happens:
+/// by name from the worker's registry (or an inline definition, where the
+/// worker allows them) in the `resolve_agent` activity, then through
+/// [`Agent::new`] here in workflow code, whatever arrived. A refused input,
+/// an unknown name, an invalid definition or a hash that does not match the
+/// pin ends the run as Failed with the reason. `Err` carries the run's end.
+async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowResult<RunState>> {
+    if let Some(problem) = ctx.state(|s| s.refused.clone()) {
+        return Err(finish_failed(ctx, problem));
+    }
+    let input = ctx.state(|s| s.input().clone());
+    let patched = ctx.patched(PATCH_AGENT_REGISTRY);
+    let (file, from_registry) = if patched {
+        let lookup = AgentLookup {
+            name: input.agent.name().to_string(),
+            inline: matches!(input.agent, AgentSpec::Inline(_)),
+        };
+        let resolved = ctx
+            .execute_activity(
+                CountersignActivities::resolve_agent,
+                lookup,
+                resolve_activity_options(),
+            )
+            .await;
+        match (resolved, input.agent) {
+            (Ok(ResolvedAgent { definition: Some(file) }), _) => (*file, true),
+            (Ok(ResolvedAgent { definition: None }), AgentSpec::Inline(file)) => (*file, false),
+            (Ok(ResolvedAgent { definition: None }), AgentSpec::Name(name)) => {
+                return Err(finish_failed(
+                    ctx,
+                    format!("the worker did not resolve agent `{name}`"),
+                ));
+            }
+            (Err(_), _) if is_cancelled(ctx) => return Err(finish_cancelled(ctx)),
+            (Err(e), _) => return Err(finish_failed(ctx, root_cause(&e))),
+        }
+    } else {
+        match input.agent {
+            AgentSpec::Inline(file) => (*file, false),
+            AgentSpec::Name(name) => {
+                return Err(finish_failed(
+                    ctx,
+                    format!("agent `{name}` cannot be resolved by this run's version"),
+                ));
+            }
+        }
+    };
+    let name = file.name.clone();
+    let agent = match Agent::new(file) {
+        Ok(agent) => agent,
+        Err(problem) => {
+            return Err(finish_failed(
+                ctx,
+                format!("agent `{name}` is not a valid definition: {problem}"),
+            ));
+        }
+    };
+    if let Some(pinned) = &input.agent_sha256
+        && !pinned.eq_ignore_ascii_case(agent.sha256())
+    {
+        return Err(finish_failed(
+            ctx,
+            format!(
+                "agent `{name}` is pinned to agentSha256 {pinned}, but the definition this worker resolved has {}",
+                agent.sha256()
+            ),
+        ));
+    }
+    ctx.state_mut(|s| {
+        // The agent's own tools come from the validated agent; a continued
+        // run keeps only discovered tools of sources the agent declares.
+        let carried = std::mem::take(&mut s.catalog);
+        s.catalog = if patched || carried.is_empty() {
+            let mut catalog = catalog::static_tools(&agent);
+            catalog.extend(carried.into_iter().filter(|t| {
+                catalog::is_discovered_by(&agent, t) && !catalog.iter().any(|c| c.name == t.name)
+            }).collect::<Vec<_>>());
+            catalog
+        } else {
+            carried
+        };
+        s.state.agent = agent.name.clone();
+        s.state.mode = s.input().mode.unwrap_or(agent.mode).as_str().to_string();
+        s.agent = Some(agent);
+        s.from_registry = from_registry;
+    });
+    Ok(())
+}
+
 /// Lists the tools of MCP servers and OpenAPI documents (an activity: it
 /// talks to them). A source that fails leaves a notice; the run goes on
 /// without its tools. `Err` carries the run's end when it was cancelled.
 async fn discover_tools(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowResult<RunState>> {
-    let agent = ctx.state(|s| s.input.agent.clone());
+    let agent = ctx.state(|s| s.agent().file().clone());
     if !catalog::needs_discovery(&agent) {
         return Ok(());
     }
@@ -722,6 +880,15 @@ async fn discover_tools(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowR
         }
         s.state.notices.extend(problems);
     });
+    let offered = ctx.state(|s| s.catalog.len());
+    if offered > MAX_TOOLS_OFFERED {
+        return Err(finish_failed(
+            ctx,
+            format!(
+                "the agent offers {offered} tools to the model, more than {MAX_TOOLS_OFFERED}: choose the ones it needs with `operations = [...]` (OpenAPI) or `tools = [...]` (MCP servers)"
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -730,8 +897,7 @@ async fn discover_tools(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowR
 /// below Temporal's 10,240-event warning).
 fn should_continue_as_new(ctx: &WorkflowContext<AgentRun>) -> bool {
     let limit = ctx.state(|s| {
-        s.input
-            .agent
+        s.agent()
             .continue_as_new_after
             .unwrap_or(DEFAULT_CONTINUE_AS_NEW_AFTER)
     });
@@ -750,9 +916,12 @@ fn continue_as_new(ctx: &WorkflowContext<AgentRun>) -> WorkflowResult<RunState> 
                 catalog: s.catalog.clone(),
                 turns_taken: s.turns_taken,
             })),
-            ..s.input.clone()
+            // The continuation resolves the same definition again, or fails.
+            agent_sha256: Some(s.agent().sha256().to_string()),
+            ..s.input().clone()
         }
     });
+    let input = RawValue::from_value(&input, ctx.payload_converter());
     ctx.continue_as_new(input, ContinueAsNewOptions::default())?;
     unreachable!("continue_as_new always returns Err")
 }
@@ -856,6 +1025,16 @@ fn tool_spec(tool: &CatalogTool) -> ToolSpec {
         description: tool.description.clone(),
         input_schema: tool.input_schema.clone(),
     }
+}
+
+/// Resolving an agent is a lookup on the worker: a refusal (unknown name,
+/// inline definitions not allowed) is final; anything else is retried.
+fn resolve_activity_options() -> ActivityOptions {
+    activity_options(
+        Duration::from_secs(30),
+        Duration::from_secs(1),
+        Duration::from_secs(5),
+    )
 }
 
 /// Discovery talks to every source at once; a few attempts, then the run

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use axum::{Router, extract::State, routing::post};
 use countersign::devserver::{DevServer, DevServerOptions, free_port};
 use countersign_approvals::{Approvals, ApproveOptions};
-use countersign_policy::agent::AgentDefinition;
+use countersign_policy::agent::AgentFile;
 use countersign_policy::run::AgentRunInput;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -58,7 +58,7 @@ async fn main() -> Result<()> {
         .with_state(tx);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let agent = AgentDefinition::from_toml(
+    let agent = AgentFile::from_toml(
         &AGENT.replace("{sink}", &sink),
         Path::new("bench.toml"),
         Path::new("."),
@@ -67,7 +67,12 @@ async fn main() -> Result<()> {
     let approvals = Approvals::new(client.clone());
     let task_queue = format!("bench-{}", std::process::id());
     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())?;
-    let mut worker = countersign_worker::build_worker(&runtime, client, &task_queue)?;
+    let mut worker = countersign_worker::build_worker(
+        &runtime,
+        client,
+        &task_queue,
+        countersign_worker::AgentRegistry::empty().allowing_inline(true),
+    )?;
     let worker_run = worker.run();
     tokio::pin!(worker_run);
 
@@ -77,15 +82,7 @@ async fn main() -> Result<()> {
         let started = Instant::now();
         for i in 0..runs {
             let id = format!("{task_queue}-{i}");
-            let input = AgentRunInput {
-                agent: agent.clone(),
-                prompt: "pay".into(),
-                mode: None,
-                requester: "bench".into(),
-                conversation_id: String::new(),
-                parent_workflow_id: String::new(),
-                carried: None,
-            };
+            let input = AgentRunInput::inline(agent.clone(), "pay", "bench");
             approvals.start_run(input, &id, Some(&task_queue)).await?;
             let approval = pending(&approvals, &id).await?;
             let t0 = Instant::now();

@@ -47,7 +47,7 @@ use anyhow::{Context, Result, bail};
 use axum::{Router, extract::State, http::HeaderMap};
 use countersign::devserver::{DevServer, DevServerOptions, free_port};
 use countersign_approvals::{Approvals, ApproveOptions};
-use countersign_policy::agent::AgentDefinition;
+use countersign_policy::agent::AgentFile;
 use countersign_policy::run::AgentRunInput;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -183,7 +183,7 @@ struct Driver {
     client: Client,
     approvals: Approvals,
     sink: Sink,
-    agent: AgentDefinition,
+    agent: AgentFile,
 }
 
 /// One run's timings, in milliseconds.
@@ -267,15 +267,7 @@ impl Driver {
     async fn start(&self, flow: &Flow, id: &str) -> Result<()> {
         match flow.protocol {
             Protocol::Countersign => {
-                let input = AgentRunInput {
-                    agent: self.agent.clone(),
-                    prompt: "pay".into(),
-                    mode: None,
-                    requester: "bench".into(),
-                    conversation_id: String::new(),
-                    parent_workflow_id: String::new(),
-                    carried: None,
-                };
+                let input = AgentRunInput::inline(self.agent.clone(), "pay", "bench");
                 self.approvals
                     .start_run(input, id, Some(&flow.task_queue))
                     .await?;
@@ -695,6 +687,9 @@ fn start_worker(
                     task_queue,
                     "--max-cached-workflows",
                     &cache,
+                    // The driver sends the bench agent inline (its sink URL
+                    // is only known at run time).
+                    "--allow-inline-agents",
                 ]);
             } else {
                 // Until the CLI has the flag: the same library code
@@ -732,7 +727,13 @@ async fn countersign_worker_in_bench(address: &str, task_queue: &str, cache: usi
         max_cached_workflows: cache,
         ..Default::default()
     };
-    let mut worker = countersign_worker::build_tuned_worker(&runtime, client, task_queue, &tuning)?;
+    let mut worker = countersign_worker::build_tuned_worker(
+        &runtime,
+        client,
+        task_queue,
+        countersign_worker::AgentRegistry::empty().allowing_inline(true),
+        &tuning,
+    )?;
     eprintln!("countersign worker polling task queue `{task_queue}`");
     worker.run().await?;
     Ok(())
@@ -876,8 +877,8 @@ fn flows(python: bool, tag: &str) -> Vec<Flow> {
     flows
 }
 
-fn gated_agent(sink: &Sink) -> Result<AgentDefinition> {
-    Ok(AgentDefinition::from_toml(
+fn gated_agent(sink: &Sink) -> Result<AgentFile> {
+    Ok(AgentFile::from_toml(
         &AGENT.replace("{sink}", &sink.url),
         Path::new("bench.toml"),
         Path::new("."),

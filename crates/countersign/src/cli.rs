@@ -6,9 +6,9 @@ use crate::output::{approval_line, approval_text, run_text};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use countersign_approvals::{Approvals, ApproveOptions};
-use countersign_policy::RunMode;
-use countersign_policy::agent::AgentDefinition;
-use countersign_policy::run::AgentRunInput;
+use countersign_policy::agent::AgentFile;
+use countersign_policy::run::{AgentRunInput, AgentSpec, RunRequest};
+use countersign_policy::{Agent, RunMode};
 use countersign_proto::contract::TASK_QUEUE;
 use std::path::PathBuf;
 
@@ -85,11 +85,16 @@ enum TokenCommand {
 
 #[derive(Subcommand, Debug)]
 enum PolicyCommand {
-    /// Validates an agent file and prints, tool by tool, when a call needs
-    /// approval and who may decide.
+    /// Validates an agent file as a worker does and prints, tool by tool,
+    /// when a call needs approval and who may decide.
     Check {
         /// The agent file.
         agent: std::path::PathBuf,
+        /// Also list the tools of its MCP servers and OpenAPI documents
+        /// (connects to the servers and reads the documents, as a run's
+        /// discovery does) with the gate of each.
+        #[arg(long)]
+        discover: bool,
     },
 }
 
@@ -121,16 +126,25 @@ enum RunCommand {
 
 #[derive(Args, Debug)]
 struct RunStartArgs {
-    /// The agent definition file (TOML).
-    #[arg(long)]
-    agent: PathBuf,
+    /// The agent: the name of an agent the workers serve (their `--agents`
+    /// folder), or an agent file (`*.toml`), sent inline for development
+    /// (only workers started with --allow-inline-agents accept it, as
+    /// `countersign dev`'s does).
+    #[arg(long, value_name = "NAME|FILE")]
+    agent: String,
+    /// Pin the agent's definition: the run fails unless the worker's has
+    /// this SHA-256 (the worker prints each agent's at start).
+    #[arg(long, value_name = "HEX")]
+    agent_sha256: Option<String>,
     /// The user's request.
     #[arg(long)]
     prompt: String,
     /// Overrides the agent file's mode.
     #[arg(long, value_parser = parse_mode)]
     mode: Option<RunMode>,
-    /// Who asks (default: $COUNTERSIGN_REQUESTER, else $USER).
+    /// Who asks for the run (an email or service name): recorded on the run
+    /// and its approvals, and barred from approving them where separation of
+    /// duties applies. Default: $COUNTERSIGN_REQUESTER, else $USER.
     #[arg(long)]
     requester: Option<String>,
     /// The workflow id (default: <agent>-<time>).
@@ -217,12 +231,17 @@ fn parse_mode(text: &str) -> Result<RunMode, String> {
     }
 }
 
+/// Who is acting: the flag, else `$variable`, else `$USER`.
 fn identity(explicit: Option<String>, variable: &str, flag: &str) -> Result<String> {
     explicit
         .or_else(|| std::env::var(variable).ok())
         .or_else(|| std::env::var("USER").ok())
         .filter(|s| !s.trim().is_empty())
-        .with_context(|| format!("say who you are: {flag} WHO (or set {variable})"))
+        .with_context(|| {
+            format!(
+                "say who you are: pass {flag} WHO (an email or service name), or set {variable}; without them the default is $USER, which is not set here"
+            )
+        })
 }
 
 /// Runs the command line.
@@ -262,9 +281,22 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Policy(PolicyCommand::Check { agent }) => {
+        Command::Policy(PolicyCommand::Check { agent, discover }) => {
             let agent = load_agent(&agent)?;
-            print!("{}", crate::policy_check::report(&agent));
+            let discovered = if discover {
+                let http = reqwest::Client::new();
+                let discovery = countersign_worker::catalog::discover(&http, agent.file()).await;
+                for problem in &discovery.problems {
+                    eprintln!("warning: {problem}");
+                }
+                Some(discovery.tools)
+            } else {
+                None
+            };
+            print!(
+                "{}",
+                crate::policy_check::report(&agent, discovered.as_deref())
+            );
             Ok(())
         }
     }
@@ -328,38 +360,53 @@ async fn serve(listen: &str, config: Option<&std::path::Path>, task_queue: Strin
         .context("the server stopped")
 }
 
-/// Reads an agent file and checks its OpenAPI documents, so a broken one is
-/// reported to the user now instead of to the model later.
-pub fn load_agent(path: &std::path::Path) -> Result<AgentDefinition> {
-    let agent = AgentDefinition::from_file(path)?;
-    let problems = countersign_worker::catalog::preflight(&agent);
+/// Reads an agent file as a worker does (paths resolve against the file,
+/// `${VAR}` from this environment), validates it with the constructor the
+/// workflow uses, and checks its OpenAPI documents, so a broken one is
+/// reported now instead of to the model later.
+pub fn load_agent(path: &std::path::Path) -> Result<Agent> {
+    let file = AgentFile::from_file(path)?;
+    let problems = countersign_worker::catalog::preflight(&file);
     if !problems.is_empty() {
         anyhow::bail!("{}: {}", path.display(), problems.join("; "));
     }
-    Ok(agent)
+    Agent::new(file).with_context(|| format!("{}", path.display()))
+}
+
+/// What `run start --agent` names: an agent file (a path that exists or
+/// ends in `.toml`), loaded here and sent inline, or a registry name.
+fn agent_spec(agent: &str) -> Result<AgentSpec> {
+    let path = std::path::Path::new(agent);
+    if agent.ends_with(".toml") || path.is_file() {
+        let agent = load_agent(path)?;
+        return Ok(AgentSpec::Inline(Box::new(agent.file().clone())));
+    }
+    Ok(AgentSpec::Name(agent.to_string()))
 }
 
 async fn run_command(command: RunCommand) -> Result<()> {
-    // A bad agent file is reported before any connection is attempted.
-    let agent = match &command {
-        RunCommand::Start(args) => Some(load_agent(&args.agent)?),
+    // A bad agent file or input is reported before any connection is attempted.
+    let input = match &command {
+        RunCommand::Start(args) => {
+            let requester =
+                identity(args.requester.clone(), "COUNTERSIGN_REQUESTER", "--requester")?;
+            let input = AgentRunInput {
+                agent: agent_spec(&args.agent)?,
+                mode: args.mode,
+                agent_sha256: args.agent_sha256.clone(),
+                ..AgentRunInput::named("", &args.prompt, &requester)
+            };
+            Some(RunRequest::new(input)?.input().clone())
+        }
         _ => None,
     };
     let approvals = Approvals::connect_from_env().await?;
     match command {
         RunCommand::Start(args) => {
-            let agent = agent.expect("parsed above");
-            let requester = identity(args.requester, "COUNTERSIGN_REQUESTER", "--requester")?;
-            let id = args.id.unwrap_or_else(|| default_run_id(&agent.name));
-            let input = AgentRunInput {
-                agent,
-                prompt: args.prompt,
-                mode: args.mode,
-                requester,
-                conversation_id: String::new(),
-                parent_workflow_id: String::new(),
-                carried: None,
-            };
+            let input = input.expect("built above");
+            let id = args
+                .id
+                .unwrap_or_else(|| default_run_id(input.agent.name()));
             let id = approvals
                 .start_run(input, &id, Some(&args.task_queue))
                 .await?;

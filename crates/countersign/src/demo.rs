@@ -8,8 +8,10 @@ use anyhow::{Context, Result, bail};
 use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
 use clap::Args;
 use countersign_approvals::{Approvals, ApproveOptions};
-use countersign_policy::agent::AgentDefinition;
-use countersign_policy::run::AgentRunInput;
+use countersign_policy::agent::AgentFile;
+use countersign_policy::Agent;
+use countersign_policy::run::{AgentRunInput, AgentSpec};
+use countersign_worker::AgentRegistry;
 use countersign_proto::contract::{SEARCH_ATTRIBUTES, TASK_QUEUE};
 use countersign_proto::{ApprovalState, PendingApproval, RunStatus};
 use std::io::{BufRead, IsTerminal, Write};
@@ -29,9 +31,15 @@ pub struct DevArgs {
     /// The state folder (SQLite database, logs, the demo's todo list).
     #[arg(long, default_value = ".countersign")]
     state_dir: PathBuf,
-    /// The demo agent file.
+    /// The agent registry the local worker serves (default: the repository's
+    /// `examples/`). The local worker also accepts inline agents
+    /// (`countersign run start --agent FILE.toml`).
+    #[arg(long, value_name = "DIR", env = "COUNTERSIGN_AGENTS")]
+    agents: Option<PathBuf>,
+    /// The demo's agent: a name the registry serves (default
+    /// `accounts-payable`), or an agent file, sent inline.
     #[arg(long)]
-    agent: Option<PathBuf>,
+    agent: Option<String>,
     /// How the demo decides: ask on the terminal (the default when stdin is a
     /// terminal), approve, deny, or wait for a decision from elsewhere
     /// (another terminal, the Web UI, `temporal workflow signal`).
@@ -112,9 +120,57 @@ pub async fn dev(args: DevArgs) -> Result<()> {
         serve_dashboard(&args, client.clone()).await
     };
 
+    // The demo's payments API and todo file are set up before the registry
+    // loads: the demo agent's file names them through ${VAR} references.
+    let payments = PaymentsApi::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let payments_url = format!("http://{}/payments", listener.local_addr()?);
+    let app = Router::new()
+        .route("/payments", post(receive_payment))
+        .with_state(payments.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let state_dir = std::fs::canonicalize(&args.state_dir)?;
+    let vars = [
+        ("COUNTERSIGN_DEMO_PAYMENTS_URL", payments_url),
+        (
+            "COUNTERSIGN_DEMO_TODO",
+            state_dir.join("todo.md").display().to_string(),
+        ),
+    ];
+    let env = |name: &str| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+    };
+    let agents_dir = args.agents.clone().unwrap_or_else(|| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
+    });
+    let registry = AgentRegistry::load_with_env(&agents_dir, &env)
+        .with_context(|| format!("loading the agents in {}", agents_dir.display()))?
+        .allowing_inline(true);
+    eprintln!(
+        "• agents served from {}: {}",
+        agents_dir.display(),
+        registry
+            .agents()
+            .map(|(a, _)| a.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let demo_agent = match &args.agent {
+        Some(file) if file.ends_with(".toml") || std::path::Path::new(file).is_file() => {
+            let file = AgentFile::from_file_with_env(std::path::Path::new(file), &env)?;
+            AgentSpec::Inline(Box::new(Agent::new(file)?.file().clone()))
+        }
+        Some(name) => AgentSpec::Name(name.clone()),
+        None => AgentSpec::Name("accounts-payable".into()),
+    };
+
     let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())
         .context("starting the Temporal runtime")?;
-    let mut worker = countersign_worker::build_worker(&runtime, client.clone(), TASK_QUEUE)?;
+    let mut worker =
+        countersign_worker::build_worker(&runtime, client.clone(), TASK_QUEUE, registry)?;
     // The worker's future is not Send: it runs in this task, beside the demo.
     let worker_run = worker.run();
     tokio::pin!(worker_run);
@@ -126,7 +182,7 @@ pub async fn dev(args: DevArgs) -> Result<()> {
                 result?;
                 bail!("the worker stopped during the demo");
             }
-            result = demo(&args, client, &ui) => result?,
+            result = demo(&args, client, &ui, demo_agent, &payments) => result?,
         }
     }
     if args.exit_after_demo {
@@ -220,52 +276,20 @@ fn ensure_search_attributes(address: &str) -> Result<()> {
     Ok(())
 }
 
-async fn demo(args: &DevArgs, client: temporalio_client::Client, ui: &str) -> Result<()> {
-    let api = PaymentsApi::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let payments_url = format!("http://{}/payments", listener.local_addr()?);
-    let app = Router::new()
-        .route("/payments", post(receive_payment))
-        .with_state(api.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let agent_path = args.agent.clone().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo/agent.toml")
-    });
-    let state_dir = std::fs::canonicalize(&args.state_dir)?;
-    let vars = [
-        ("COUNTERSIGN_DEMO_PAYMENTS_URL", payments_url.clone()),
-        (
-            "COUNTERSIGN_DEMO_TODO",
-            state_dir.join("todo.md").display().to_string(),
-        ),
-    ];
-    let text = std::fs::read_to_string(&agent_path)
-        .with_context(|| format!("reading {}", agent_path.display()))?;
-    let agent = AgentDefinition::from_toml(
-        &text,
-        &agent_path,
-        agent_path.parent().unwrap_or(std::path::Path::new(".")),
-        &|name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
-                .or_else(|| std::env::var(name).ok())
-        },
-    )?;
-
+async fn demo(
+    args: &DevArgs,
+    client: temporalio_client::Client,
+    ui: &str,
+    agent: AgentSpec,
+    api: &PaymentsApi,
+) -> Result<()> {
     let approvals = Approvals::new(client);
     let requester = std::env::var("USER").unwrap_or_else(|_| "demo-user".into());
     let prompt = "Pay the ACME invoice in invoices/acme-inv-42.txt.".to_string();
-    let workflow_id = crate::cli::default_run_id(&agent.name);
+    let workflow_id = crate::cli::default_run_id(agent.name());
     let input = AgentRunInput {
         agent,
-        prompt: prompt.clone(),
-        mode: None,
-        requester: requester.clone(),
-        conversation_id: String::new(),
-        parent_workflow_id: String::new(),
-        carried: None,
+        ..AgentRunInput::named("", &prompt, &requester)
     };
     approvals.start_run(input, &workflow_id, None).await?;
     eprintln!("\n▶ started run {workflow_id} for {requester}: \"{prompt}\"");

@@ -1,28 +1,32 @@
-//! `countersign policy check AGENT_FILE`: the effective policy of an agent,
-//! tool by tool, before anything runs: when a call needs approval (in both
-//! run modes), which conditions add approval, how many approvers, who may
-//! decide, and how long a call waits.
+//! `countersign policy check AGENT_FILE [--discover]`: the effective policy
+//! of an agent, tool by tool, before anything runs: when a call needs
+//! approval (in both run modes), which conditions add approval, how many
+//! approvers, who may decide, and how long a call waits. Every line comes
+//! from [`Agent::gate`], the function the workflow itself asks.
 
-use countersign_policy::agent::AgentDefinition;
 use countersign_policy::catalog::CatalogTool;
-use countersign_policy::{RunMode, ToolPolicy, evaluate};
+use countersign_policy::{Agent, RunMode};
 use std::fmt::Write;
 
-/// The report for an agent (and its sub-agents), as text.
-pub fn report(agent: &AgentDefinition) -> String {
+/// The report for an agent (and its sub-agents), as text. `discovered`
+/// holds the tools of its MCP servers and OpenAPI documents when they were
+/// listed (`--discover`); without it those sources are described by their
+/// rules only.
+pub fn report(agent: &Agent, discovered: Option<&[CatalogTool]>) -> String {
     let mut out = String::new();
-    write_agent(&mut out, agent, 0);
+    write_agent(&mut out, agent, discovered, 0);
     out
 }
 
-fn write_agent(out: &mut String, agent: &AgentDefinition, depth: usize) {
+fn write_agent(out: &mut String, agent: &Agent, discovered: Option<&[CatalogTool]>, depth: usize) {
     let pad = "  ".repeat(depth);
     let _ = writeln!(
         out,
-        "{pad}agent {} (default mode {}, approvals expire after {})",
+        "{pad}agent {} (default mode {}, approvals expire after {}, sha256 {})",
         agent.name,
         agent.mode,
-        humantime_text(agent.approval_expiry)
+        humantime_text(agent.approval_expiry),
+        agent.sha256()
     );
     for tool in countersign_worker::catalog::static_tools(agent) {
         write_tool(out, agent, &tool, &pad);
@@ -30,8 +34,13 @@ fn write_agent(out: &mut String, agent: &AgentDefinition, depth: usize) {
     for server in &agent.mcp_servers {
         let _ = writeln!(
             out,
-            "{pad}  mcp server `{}`: tools discovered when a run starts; {}",
+            "{pad}  mcp server `{}`: {}; {}",
             server.name,
+            if discovered.is_some() {
+                "tools listed below"
+            } else {
+                "tools discovered when a run starts (--discover lists them)"
+            },
             source_rules(
                 server.require_approval.as_ref(),
                 &server.effects,
@@ -52,24 +61,24 @@ fn write_agent(out: &mut String, agent: &AgentDefinition, depth: usize) {
             )
         );
     }
+    for tool in discovered.unwrap_or_default() {
+        write_tool(out, agent, tool, &pad);
+    }
     for tool in &agent.tools {
-        if let Some(sub) = tool.agent.as_ref().and_then(|a| a.definition.as_deref()) {
+        if let Some(sub) = agent.sub_agent(&tool.name) {
             let _ = writeln!(out, "{pad}  sub-agent of `{}`:", tool.name);
-            write_agent(out, sub, depth + 2);
+            write_agent(out, sub, None, depth + 2);
         }
     }
 }
 
-fn write_tool(out: &mut String, agent: &AgentDefinition, tool: &CatalogTool, pad: &str) {
-    let policy: ToolPolicy = tool.policy();
-    let when = |mode: RunMode| {
-        let verdict = evaluate(Some(&policy), mode);
-        if verdict.needs_approval {
-            "approval".to_string()
-        } else {
-            "runs".to_string()
-        }
-    };
+fn write_tool(out: &mut String, agent: &Agent, tool: &CatalogTool, pad: &str) {
+    // Arguments are not known here: a condition is shown, not evaluated.
+    let no_arguments = serde_json::json!({});
+    let autonomous = agent.gate(Some(tool), &no_arguments, RunMode::Autonomous);
+    let asked = agent.gate(Some(tool), &no_arguments, RunMode::UserRequested);
+    let when = |needs: bool| if needs { "approval" } else { "runs" };
+    let condition = agent.approval_condition(&tool.name);
     let _ = writeln!(
         out,
         "{pad}  {} ({}{}, effect {}): autonomous → {}, user_requested → {}",
@@ -80,13 +89,12 @@ fn write_tool(out: &mut String, agent: &AgentDefinition, tool: &CatalogTool, pad
         } else {
             format!(" {}", tool.provider)
         },
-        tool.effect,
-        when(RunMode::Autonomous),
-        when(RunMode::UserRequested),
+        autonomous.effect,
+        when(autonomous.needs_approval),
+        when(asked.needs_approval),
     );
-    let verdict = evaluate(Some(&policy), RunMode::Autonomous);
-    let _ = writeln!(out, "{pad}      rule: {}", verdict.rule);
-    if let Some(condition) = agent.approval_condition(tool) {
+    let _ = writeln!(out, "{pad}      rule: {}", autonomous.rule);
+    if let Some(condition) = condition {
         let _ = writeln!(
             out,
             "{pad}      also needs approval when `{}`",
@@ -106,30 +114,27 @@ fn write_tool(out: &mut String, agent: &AgentDefinition, tool: &CatalogTool, pad
                 .unwrap_or_default()
         );
     }
-    let never_gated = !evaluate(Some(&policy), RunMode::Autonomous).needs_approval
-        && agent.approval_condition(tool).is_none();
-    if never_gated {
+    if !autonomous.needs_approval && condition.is_none() {
         return;
     }
-    let groups = agent.approver_groups(tool);
-    let who = if groups.is_empty() {
+    let who = if autonomous.approver_groups.is_empty() {
         "any reviewer".to_string()
     } else {
         format!(
             "groups {} ({})",
-            groups.join(", "),
-            agent.eligible_reviewers(tool).join(", ")
+            autonomous.approver_groups.join(", "),
+            autonomous.approvers.join(", ")
         )
     };
     let _ = writeln!(
         out,
         "{pad}      decided by {who}{}; waits {}",
-        if agent.separation_of_duties_for(tool) {
+        if autonomous.separation_of_duties {
             ", never the run's requester"
         } else {
             ""
         },
-        humantime_text(tool.approval_expiry.unwrap_or(agent.approval_expiry))
+        humantime_text(autonomous.expiry)
     );
 }
 

@@ -1,12 +1,13 @@
 //! `countersign worker`: a worker process for `AgentRun` workflows and their
-//! activities, tuned from flags or `COUNTERSIGN_WORKER_*` variables, that
+//! activities, serving the agents of a folder (`--agents DIR`), tuned from
+//! flags or `COUNTERSIGN_WORKER_*` variables, that
 //! drains its activities in flight on SIGTERM or Ctrl-C, and optionally
 //! serves Prometheus metrics (the SDK's and Countersign's tool counters).
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use countersign_proto::contract::TASK_QUEUE;
-use countersign_worker::{ToolMetrics, WorkerTuning};
+use countersign_worker::{AgentRegistry, ToolMetrics, WorkerTuning};
 use std::sync::Arc;
 use std::time::Duration;
 use temporalio_sdk::runtime::RuntimeOptions;
@@ -18,6 +19,18 @@ pub struct WorkerArgs {
     /// The task queue to poll.
     #[arg(long, default_value = TASK_QUEUE)]
     pub task_queue: String,
+    /// The agent registry: every `*.toml` under DIR (recursively) is an
+    /// agent, keyed by its `name`; runs name one. Paths inside a file
+    /// resolve against that file. A broken file, or two agents with one
+    /// name, stops the worker at start.
+    #[arg(long, value_name = "DIR", env = "COUNTERSIGN_AGENTS")]
+    pub agents: Option<std::path::PathBuf>,
+    /// Also accept runs that carry a whole agent definition in their input
+    /// (for local development: an inline agent brings its own commands,
+    /// URLs, approvers and policy, so anyone who can start a workflow
+    /// decides what this worker runs).
+    #[arg(long, env = "COUNTERSIGN_ALLOW_INLINE_AGENTS")]
+    pub allow_inline_agents: bool,
     /// Workflow runs kept in memory between tasks (the sticky cache). A run
     /// waiting for approval costs one entry until it is evicted; after that,
     /// its next decision replays its history once. 0 turns the cache off.
@@ -107,6 +120,38 @@ fn with_prometheus(
     Ok((options, ToolMetrics::new(meter), exporter.bound_addr))
 }
 
+/// Loads the agent registry (or none) and says on stderr what it serves.
+pub fn load_registry(dir: Option<&std::path::Path>, allow_inline: bool) -> Result<AgentRegistry> {
+    let registry = match dir {
+        Some(dir) => AgentRegistry::load(dir)?,
+        None => AgentRegistry::empty(),
+    }
+    .allowing_inline(allow_inline);
+    match dir {
+        Some(dir) => {
+            eprintln!("serving {} agents from {}:", registry.len(), dir.display());
+            for (agent, path) in registry.agents() {
+                eprintln!(
+                    "  {} (sha256 {}, {})",
+                    agent.name,
+                    agent.sha256(),
+                    path.display()
+                );
+            }
+        }
+        None if !allow_inline => eprintln!(
+            "warning: no --agents DIR: this worker serves no agents, and every run it picks up fails (start runs of agents from a folder with --agents DIR)"
+        ),
+        None => {}
+    }
+    if allow_inline {
+        eprintln!(
+            "warning: --allow-inline-agents: runs may carry their own agent definitions (commands, URLs, approvers); for local development only"
+        );
+    }
+    Ok(registry)
+}
+
 /// How long after the grace period shutdown may still take (workflow tasks
 /// in flight, reporting the cancelled activities) before the process gives up.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(15);
@@ -117,6 +162,8 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_secs(15);
 /// they live in Temporal. A second signal stops at once, with an error.
 pub async fn run(args: WorkerArgs) -> Result<()> {
     let tuning = args.tuning();
+    // A broken agent file stops the worker before it connects.
+    let agents = load_registry(args.agents.as_deref(), args.allow_inline_agents)?;
     let settings = countersign_approvals::connection_settings_from_env()?;
     let server = settings.summary();
     let client = countersign_approvals::connect_with(settings).await?;
@@ -134,6 +181,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         &runtime,
         client,
         &args.task_queue,
+        agents,
         &tuning,
         tool_metrics.as_ref(),
     )?;

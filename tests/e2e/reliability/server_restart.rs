@@ -6,7 +6,7 @@
 use super::*;
 use countersign::devserver::{DevServer, DevServerOptions, free_port};
 use countersign_approvals::{Approvals, ApproveOptions};
-use countersign_policy::agent::AgentDefinition;
+use countersign_policy::agent::AgentFile;
 use countersign_policy::run::AgentRunInput;
 use countersign_proto::{ApprovalState, RunStatus};
 use futures::future::try_join_all;
@@ -36,7 +36,7 @@ async fn waiting_runs_survive_a_server_restart() -> Result<()> {
         &[(MODEL_KEY_ENV, "sk-reliability")],
     )
     .await?;
-    let agent = AgentDefinition::from_toml(
+    let agent = AgentFile::from_toml(
         &paying_agent("restart", &model, &payments, "1h"),
         Path::new("restart.toml"),
         &dir,
@@ -46,15 +46,7 @@ async fn waiting_runs_survive_a_server_restart() -> Result<()> {
         let (approvals, agent, task_queue) = (&approvals, agent.clone(), &task_queue);
         async move {
             let id = format!("{task_queue}-{i}");
-            let input = AgentRunInput {
-                agent,
-                prompt: format!("pay invoice {i}"),
-                mode: None,
-                requester: "alice@example.com".into(),
-                conversation_id: String::new(),
-                parent_workflow_id: String::new(),
-                carried: None,
-            };
+            let input = AgentRunInput::inline(agent, &format!("pay invoice {i}"), "alice@example.com");
             approvals.start_run(input, &id, Some(task_queue)).await?;
             anyhow::Ok(id)
         }

@@ -83,7 +83,7 @@ pub fn operations(api: &OpenApiSource, document: &str) -> Result<Vec<CatalogTool
 pub async fn fetch_document(http: &reqwest::Client, url: &str) -> Result<String, String> {
     if !is_http_url(url) {
         return Err(format!(
-            "`{url}` is not an http(s) URL, and no document was read for it when the agent file was loaded"
+            "`{url}` is not an http(s) URL"
         ));
     }
     let response = http
@@ -829,7 +829,8 @@ fn is_json_media_type(media: &str) -> bool {
         || (essence.to_ascii_lowercase().starts_with("application/") && essence.ends_with("+json"))
 }
 
-fn is_http_url(text: &str) -> bool {
+/// Whether `text` is an http(s) URL (else a document's `spec` is a file).
+pub fn is_http_url(text: &str) -> bool {
     let lower = text.trim_start().to_ascii_lowercase();
     lower.starts_with("http://") || lower.starts_with("https://")
 }

@@ -8,14 +8,25 @@
 use super::AgentRun;
 use crate::model::RequestedCall;
 use crate::tools::ToolOutput;
-use countersign_policy::agent::AgentDefinition;
 use countersign_policy::catalog::CatalogTool;
-use countersign_policy::run::AgentRunInput;
+use countersign_policy::run::{AgentRunInput, AgentSpec};
 use countersign_policy::sources::WorkflowTool;
 use countersign_proto::{RunState, RunStatus};
 use serde_json::Value;
 use temporalio_common::WorkflowDefinition;
 use temporalio_sdk::{ChildWorkflowOptions, WorkflowContext};
+
+/// A child `AgentRun`, started with a typed input (the worker's own
+/// definition takes its input raw, to decode it itself).
+struct ChildAgentRun;
+
+impl WorkflowDefinition for ChildAgentRun {
+    type Input = AgentRunInput;
+    type Output = RunState;
+    fn name(&self) -> &str {
+        countersign_proto::contract::WORKFLOW_TYPE
+    }
+}
 
 /// Any workflow type, known by name only; input and result are plain JSON.
 struct NamedWorkflow(String);
@@ -40,24 +51,36 @@ fn child_workflow_id(
 
 /// Runs another agent as a child `AgentRun`. Its own gated calls wait for
 /// their own approvals (listed with this run as parent); its final answer
-/// is the tool result.
+/// is the tool result. The child is named by its registry name and pinned
+/// to the hash of the definition this run validated (inline only when this
+/// run's own agent was inline); the child validates it again itself.
 pub(super) async fn run_sub_agent(
     ctx: &WorkflowContext<AgentRun>,
     tool: &CatalogTool,
-    agent: &AgentDefinition,
     call: &RequestedCall,
     arguments: &Value,
 ) -> ToolOutput {
     let Some(prompt) = arguments.get("prompt").and_then(Value::as_str) else {
         return ToolOutput::error("argument `prompt` (a string) is required; nothing ran.");
     };
+    let Some(agent) = ctx.state(|s| s.agent().sub_agent(&tool.name).cloned()) else {
+        return ToolOutput::error(format!(
+            "`{}` is not a sub-agent of this agent; nothing ran.",
+            tool.name
+        ));
+    };
     let input = ctx.state(|s| AgentRunInput {
-        agent: agent.clone(),
+        agent: if s.from_registry {
+            AgentSpec::Name(agent.name.clone())
+        } else {
+            AgentSpec::Inline(Box::new(agent.file().clone()))
+        },
+        agent_sha256: Some(agent.sha256().to_string()),
         prompt: prompt.to_string(),
         // The child's actions were not explicitly asked for by the user:
         // it runs in its own default mode, never a laxer inherited one.
         mode: None,
-        requester: s.input.requester.clone(),
+        requester: s.input().requester.clone(),
         conversation_id: s.state.conversation_id.clone(),
         parent_workflow_id: ctx.workflow_id().to_string(),
         carried: None,
@@ -69,7 +92,7 @@ pub(super) async fn run_sub_agent(
         ctx.workflow_id()
     ));
     let started = match ctx
-        .start_child_workflow(AgentRun::run, input, options)
+        .start_child_workflow(ChildAgentRun, input, options)
         .await
     {
         Ok(started) => started,

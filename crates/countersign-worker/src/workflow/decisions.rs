@@ -363,10 +363,11 @@ impl AgentRun {
     /// Escalates a still-pending approval: the agent's `escalate_to` groups
     /// may decide it too, from now on.
     pub(super) fn escalate(&mut self, approval_id: &str, now: Option<SystemTime>) {
-        let groups = self.input.agent.escalate_to.clone();
+        let Some(agent) = &self.agent else { return };
+        let groups = agent.escalate_to.clone();
         let members: Vec<String> = groups
             .iter()
-            .filter_map(|g| self.input.agent.groups.get(g))
+            .filter_map(|g| agent.groups.get(g))
             .flatten()
             .cloned()
             .collect();
@@ -516,8 +517,8 @@ impl AgentRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use countersign_policy::agent::AgentDefinition;
-    use countersign_policy::run::AgentRunInput;
+    use countersign_policy::agent::AgentFile;
+    use countersign_policy::run::{AgentRunInput, RunRequest};
     use countersign_proto::{RunState, ToolRef};
     use proptest::prelude::*;
     use std::path::Path;
@@ -528,7 +529,7 @@ mod tests {
     /// asked for by alice, decidable by bob, carol and dave (and alice,
     /// unless separation of duties applies).
     fn run_with_approval(required: u32, separation_of_duties: bool) -> AgentRun {
-        let agent = AgentDefinition::from_toml(
+        let agent = AgentFile::from_toml(
             "name = \"t\"\n[model]\nprovider = \"scripted\"\n[[model.steps]]\nsay = \"hi\"\n",
             Path::new("t.toml"),
             Path::new("."),
@@ -551,15 +552,12 @@ mod tests {
             ..Default::default()
         };
         AgentRun {
-            input: AgentRunInput {
-                agent,
-                prompt: String::new(),
-                mode: None,
-                requester: "alice".into(),
-                conversation_id: String::new(),
-                parent_workflow_id: String::new(),
-                carried: None,
-            },
+            request: Some(
+                RunRequest::new(AgentRunInput::inline(agent.clone(), "p", "alice")).unwrap(),
+            ),
+            refused: None,
+            agent: Some(countersign_policy::Agent::new(agent).unwrap()),
+            from_registry: false,
             state: RunState {
                 approvals: vec![approval],
                 ..Default::default()
