@@ -10,6 +10,7 @@ use axum::http::{Request, StatusCode, header};
 use countersign_proto::{ApprovalState, RunStatus};
 use countersign_server::config::token_sha256;
 use countersign_server::{AppState, ServerConfig};
+use countersign_worker::AgentRegistry;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Stdio;
@@ -522,16 +523,14 @@ async fn http_api_lists_with_filters_starts_runs_and_describes_itself() -> Resul
             .replace("{sink}", &env.sink.url)
             .replace("t-http-announce", "t-http-announcer"),
     )?;
-    let runs_section = format!(
-        "[runs]\nagents_dir = {}\n",
-        Value::from(agents.to_string_lossy())
-    );
-    let app = countersign_server::app(state(&env, &runs_section)?);
+    // The worker serves the folder; the server only passes names on.
+    let registry = AgentRegistry::load(&agents)?.allowing_inline(true);
+    let app = countersign_server::app(state(&env, "")?);
     let inline_app = countersign_server::app(state(
         &env,
-        &format!("{runs_section}allow_inline_agents = true\n"),
+        "[runs]\nallow_inline_agents = true\n",
     )?);
-    env.with_worker(async {
+    env.with_worker_serving(registry, async {
         let pay = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
         let announce = env
             .start(env.agent(ANNOUNCE_AGENT)?, "announce 1.4")
@@ -593,10 +592,10 @@ async fn http_api_lists_with_filters_starts_runs_and_describes_itself() -> Resul
             }
         }
 
-        // A run of an agent from the server's folder; the requester is the caller.
+        // A run of an agent the worker serves; the requester is the caller.
         let run_id = unique("http-started");
         let start = json_bytes(&json!({
-            "agent": "announcer",
+            "agent": "t-http-announcer",
             "prompt": "announce 1.5",
             "mode": "user_requested",
             "id": run_id,
@@ -624,23 +623,29 @@ async fn http_api_lists_with_filters_starts_runs_and_describes_itself() -> Resul
         call(&app, "POST", "/runs", Some(CAROL), Payload::Json(&start))
             .await?
             .problem(StatusCode::CONFLICT);
-        // Names that are not there, or not names.
-        for (agent, status) in [
-            (json!("no-such-agent"), StatusCode::NOT_FOUND),
-            (json!("../agents/announcer"), StatusCode::BAD_REQUEST),
-            (json!(42), StatusCode::BAD_REQUEST),
-        ] {
+        // Not names: refused by the server.
+        for agent in [json!("../agents/announcer"), json!(42)] {
             let body = json_bytes(&json!({"agent": agent, "prompt": "hi"}));
             call(&app, "POST", "/runs", Some(CAROL), Payload::Json(&body))
                 .await?
-                .problem(status);
+                .problem(StatusCode::BAD_REQUEST);
         }
-        let body = json_bytes(&json!({"agent": "announcer", "prompt": " "}));
+        // A name no worker serves: the run fails at once, listing the names served.
+        let unknown = json_bytes(&json!({"agent": "no-such-agent", "prompt": "hi"}));
+        let started = call(&app, "POST", "/runs", Some(CAROL), Payload::Json(&unknown)).await?;
+        assert_eq!(started.status, StatusCode::CREATED, "{}", started.text);
+        let unknown_id = started.json["workflowId"].as_str().unwrap().to_string();
+        let failure = env.result(&unknown_id).await.unwrap_err().to_string();
+        assert!(
+            failure.contains("unknown agent `no-such-agent`: this worker serves `t-http-announcer`"),
+            "{failure}"
+        );
+        let body = json_bytes(&json!({"agent": "t-http-announcer", "prompt": " "}));
         call(&app, "POST", "/runs", Some(CAROL), Payload::Json(&body))
             .await?
             .problem(StatusCode::BAD_REQUEST);
         let body = json_bytes(
-            &json!({"agent": "announcer", "prompt": "hi", "requester": "ceo@example.com"}),
+            &json!({"agent": "t-http-announcer", "prompt": "hi", "requester": "ceo@example.com"}),
         );
         call(&app, "POST", "/runs", Some(CAROL), Payload::Json(&body))
             .await?
@@ -729,9 +734,8 @@ async fn http_api_lists_with_filters_starts_runs_and_describes_itself() -> Resul
         for line in [
             "# TYPE countersign_http_requests_total counter",
             "countersign_http_requests_total{route=\"/approvals\",status=\"200\"}",
-            "countersign_http_requests_total{route=\"/runs\",status=\"201\"} 1",
+            "countersign_http_requests_total{route=\"/runs\",status=\"201\"} 2",
             "countersign_http_requests_total{route=\"/runs\",status=\"409\"} 1",
-            "countersign_http_requests_total{route=\"/runs\",status=\"404\"} 1",
             "countersign_http_requests_total{route=\"/runs\",status=\"403\"} 1",
             "countersign_http_requests_total{route=\"/runs\",status=\"401\"} 1",
             "countersign_http_requests_total{route=\"/runs/{id}\",status=\"404\"} 1",
@@ -889,7 +893,7 @@ async fn countersign_serve_approves_over_http_with_a_token_from_token_new() -> R
     assert_eq!(health.status(), StatusCode::OK);
 
     env.with_worker(async {
-        // This config has no agents folder: the run is started as `run start` would.
+        // Started inline, as `run start --agent FILE.toml` would.
         let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
         let gate = env.pending(&id, 1).await?.remove(0);
         let listed: Value = http

@@ -161,6 +161,11 @@ impl AgentRun {
             workflow_id: ctx.workflow_id().to_string(),
             agent: input.map(|i| i.agent.name().to_string()).unwrap_or_default(),
             requester: input.map(|i| i.requester.clone()).unwrap_or_default(),
+            // The input's override; the agent's default is known once resolved.
+            mode: input
+                .and_then(|i| i.mode)
+                .map(|m| m.as_str().to_string())
+                .unwrap_or_default(),
             status: RunStatus::Running as i32,
             conversation_id,
             parent_workflow_id: input

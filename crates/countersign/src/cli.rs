@@ -388,10 +388,11 @@ async fn run_command(command: RunCommand) -> Result<()> {
     // A bad agent file or input is reported before any connection is attempted.
     let input = match &command {
         RunCommand::Start(args) => {
+            let agent = agent_spec(&args.agent)?;
             let requester =
                 identity(args.requester.clone(), "COUNTERSIGN_REQUESTER", "--requester")?;
             let input = AgentRunInput {
-                agent: agent_spec(&args.agent)?,
+                agent,
                 mode: args.mode,
                 agent_sha256: args.agent_sha256.clone(),
                 ..AgentRunInput::named("", &args.prompt, &requester)
