@@ -116,6 +116,38 @@ async fn a_sub_agent_is_gated_before_it_starts_and_its_own_calls_are_gated_too()
     .await
 }
 
+#[tokio::test]
+async fn a_registry_agents_sub_agent_is_started_by_name_and_hash() -> Result<()> {
+    let env = TestEnv::new("subagent-registry").await?;
+    let dir = env.dir.path().join("agents");
+    std::fs::create_dir(&dir)?;
+    std::fs::write(dir.join("parent.toml"), PARENT_AGENT)?;
+    // The sub-agent's file sits beside its parent; `child.toml` is a path
+    // relative to the parent's file, resolved on the worker.
+    std::fs::write(
+        dir.join("child.toml"),
+        CHILD_AGENT.replace("{sink}", &env.sink.url),
+    )?;
+    let registry = countersign_worker::AgentRegistry::load(&dir)?;
+    // No inline definitions: the child can only be started by its name.
+    assert!(!registry.allows_inline());
+    env.with_worker_serving(registry, async {
+        let id = env.start_named("t-parent", "pay our supplier").await?;
+        let gate = &env.pending(&id, 1).await?[0];
+        approve(&env, &gate.approval_id).await?;
+        let child_id = format!("{id}--payer--call_0_0");
+        let child_gate = &env.pending(&child_id, 1).await?[0];
+        assert_eq!(child_gate.agent, "t-child-payer");
+        assert!(env.sink.received("/payments").is_empty());
+        approve(&env, &child_gate.approval_id).await?;
+        let state = env.result(&id).await?;
+        assert_eq!(state.status(), RunStatus::Completed, "{state:?}");
+        assert_eq!(env.sink.received("/payments").len(), 1);
+        Ok(())
+    })
+    .await
+}
+
 /// A workflow type of the test's own, on its own task queue: the
 /// "workflow as a tool" peer.
 #[workflow]

@@ -265,6 +265,31 @@ say = "Could not: {{last_error}}"
     )
 }
 
+/// Starts an `AgentRun` with the real `temporal` CLI, as an operator or a
+/// script would (`temporal workflow start --type AgentRun --input-file F`);
+/// `input` is the JSON text, or `None` for no input at all.
+pub async fn temporal_start(task_queue: &str, workflow_id: &str, input: Option<&str>) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut command = tokio::process::Command::new(devserver::temporal_cli()?);
+    command
+        .args(["workflow", "start", "--address", server_address()])
+        .args(["--type", "AgentRun", "--task-queue", task_queue])
+        .args(["--workflow-id", workflow_id]);
+    if let Some(input) = input {
+        let file = dir.path().join("input.json");
+        std::fs::write(&file, input)?;
+        command.arg("--input-file").arg(&file);
+    }
+    let out = command.output().await?;
+    if !out.status.success() {
+        bail!(
+            "temporal workflow start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 /// Sends `input` as the `approval_decision` signal with the real `temporal`
 /// CLI, as an operator types it (through `--input-file`: the argument list
 /// has a size limit).
@@ -409,9 +434,27 @@ impl WorkerProcess {
         args: &[&str],
         vars: &[(&str, &str)],
     ) -> Result<Self> {
+        let mut all = vec!["--allow-inline-agents"];
+        all.extend_from_slice(args);
+        Self::spawn(address, task_queue, &all, vars).await
+    }
+
+    /// Starts `countersign worker --task-queue Q --agents DIR` (inline
+    /// agents refused, as in production) against the shared server.
+    pub async fn start_serving(task_queue: &str, agents: &Path) -> Result<Self> {
+        let agents = agents.to_string_lossy();
+        Self::spawn(server_address(), task_queue, &["--agents", &agents], &[]).await
+    }
+
+    async fn spawn(
+        address: &str,
+        task_queue: &str,
+        args: &[&str],
+        vars: &[(&str, &str)],
+    ) -> Result<Self> {
         use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .args(["worker", "--task-queue", task_queue, "--allow-inline-agents"])
+            .args(["worker", "--task-queue", task_queue])
             .args(args)
             .env("TEMPORAL_ADDRESS", address)
             .env("TEMPORAL_NAMESPACE", "default")

@@ -2,6 +2,7 @@ mod child_runs;
 mod compose;
 mod dashboard;
 mod examples;
+mod gate_bypass;
 mod gated_runs;
 mod harness;
 mod http_api;

@@ -237,6 +237,7 @@ async fn stored_histories_replay_on_current_code() -> Result<()> {
         "openai.json",
         "parallel.json",
         "quorum.json",
+        "registry_approve.json",
         "signal_edit.json",
         "sticky.json",
         "sub_agent.json",

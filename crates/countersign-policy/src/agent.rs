@@ -787,6 +787,13 @@ impl AgentFile {
                     "give exactly one of `builtin`, `agent` or `workflow`".into(),
                 ));
             };
+            if tool.effect_class() == EffectClass::Money && tool.requires_approval == Some(false) {
+                return Err((
+                    field("requires_approval"),
+                    "a money tool always needs approval; `requires_approval = false` cannot lift it"
+                        .into(),
+                ));
+            }
             if let ToolImplementation::Builtin(builtin) = implementation
                 && builtin.effect() == EffectClass::Money
                 && tool.effect.is_some_and(|e| e != EffectClass::Money)
