@@ -9,8 +9,8 @@ use countersign::devserver::{self, DevServer, DevServerOptions};
 use countersign_approvals::Approvals;
 use countersign_policy::agent::AgentFile;
 use countersign_policy::run::AgentRunInput;
-use countersign_worker::AgentRegistry;
 use countersign_proto::{ApprovalState, PendingApproval, RunState};
+use countersign_worker::AgentRegistry;
 use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -268,7 +268,11 @@ say = "Could not: {{last_error}}"
 /// Starts an `AgentRun` with the real `temporal` CLI, as an operator or a
 /// script would (`temporal workflow start --type AgentRun --input-file F`);
 /// `input` is the JSON text, or `None` for no input at all.
-pub async fn temporal_start(task_queue: &str, workflow_id: &str, input: Option<&str>) -> Result<()> {
+pub async fn temporal_start(
+    task_queue: &str,
+    workflow_id: &str,
+    input: Option<&str>,
+) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut command = tokio::process::Command::new(devserver::temporal_cli()?);
     command

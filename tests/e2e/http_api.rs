@@ -526,10 +526,7 @@ async fn http_api_lists_with_filters_starts_runs_and_describes_itself() -> Resul
     // The worker serves the folder; the server only passes names on.
     let registry = AgentRegistry::load(&agents)?.allowing_inline(true);
     let app = countersign_server::app(state(&env, "")?);
-    let inline_app = countersign_server::app(state(
-        &env,
-        "[runs]\nallow_inline_agents = true\n",
-    )?);
+    let inline_app = countersign_server::app(state(&env, "[runs]\nallow_inline_agents = true\n")?);
     env.with_worker_serving(registry, async {
         let pay = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
         let announce = env
@@ -637,7 +634,8 @@ async fn http_api_lists_with_filters_starts_runs_and_describes_itself() -> Resul
         let unknown_id = started.json["workflowId"].as_str().unwrap().to_string();
         let failure = env.result(&unknown_id).await.unwrap_err().to_string();
         assert!(
-            failure.contains("unknown agent `no-such-agent`: this worker serves `t-http-announcer`"),
+            failure
+                .contains("unknown agent `no-such-agent`: this worker serves `t-http-announcer`"),
             "{failure}"
         );
         let body = json_bytes(&json!({"agent": "t-http-announcer", "prompt": " "}));

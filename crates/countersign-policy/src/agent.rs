@@ -499,11 +499,10 @@ impl AgentFile {
         base: &Path,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, AgentFileError> {
-        let mut agent: AgentFile =
-            toml::from_str(text).map_err(|e| AgentFileError::Parse {
-                path: path.to_owned(),
-                message: e.to_string().trim_end().to_string(),
-            })?;
+        let mut agent: AgentFile = toml::from_str(text).map_err(|e| AgentFileError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
         let invalid = |field: String, problem: String| AgentFileError::Invalid {
             path: path.to_owned(),
             at: locate_field(text, &field),
@@ -1297,8 +1296,7 @@ builtin = { kind = "append_todo", path = "todo.txt" }
     #[test]
     fn definitions_round_trip_through_json() {
         let a = parse(GOOD).unwrap();
-        let back: AgentFile =
-            serde_json::from_value(serde_json::to_value(&a).unwrap()).unwrap();
+        let back: AgentFile = serde_json::from_value(serde_json::to_value(&a).unwrap()).unwrap();
         assert_eq!(a, back);
     }
 
@@ -1325,12 +1323,16 @@ builtin = { kind = "append_todo", path = "todo.txt" }
         );
         let e = error_of(&GOOD.replace("name = \"todo\"", "name = \"send_payment\""));
         assert!(
-            e.contains("field `tools[1].name` (line 28, column 1): `send_payment` is declared twice"),
+            e.contains(
+                "field `tools[1].name` (line 28, column 1): `send_payment` is declared twice"
+            ),
             "{e}"
         );
         let e = error_of(&GOOD.replace("on_error = \"give_up\"", "on_error = \"nowhere\""));
         assert!(
-            e.contains("field `model.steps[0].on_error` (line 13, column 1): no step has the id `nowhere`"),
+            e.contains(
+                "field `model.steps[0].on_error` (line 13, column 1): no step has the id `nowhere`"
+            ),
             "{e}"
         );
         let e = error_of(&GOOD.replace("${PAY_URL:-http://127.0.0.1:9}", "${UNSET_VAR}"));

@@ -62,11 +62,19 @@ pub struct AgentRunInput {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<RunMode>,
     /// The conversation this run belongs to; empty: the workflow id.
-    #[serde(default, alias = "conversation_id", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        alias = "conversation_id",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub conversation_id: String,
     /// Pins the exact definition: the run fails unless the agent's
     /// SHA-256 (see `countersign_policy::Agent::sha256`) is this.
-    #[serde(default, alias = "agent_sha256", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        alias = "agent_sha256",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_sha256: Option<String>,
     /// The run that started this one as a sub-agent; empty for a top-level run.
     #[serde(
@@ -148,8 +156,9 @@ pub struct RunRequest {
 impl RunRequest {
     /// Decodes the JSON bytes of an `AgentRun` input and checks its fields.
     pub fn decode(json: &[u8]) -> Result<Self, InputError> {
-        let value: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| InputError::Shape(format!("not JSON: {}", excerpt(&e.to_string(), 200))))?;
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
+            InputError::Shape(format!("not JSON: {}", excerpt(&e.to_string(), 200)))
+        })?;
         if !value.is_object() {
             return Err(InputError::Shape("not a JSON object".into()));
         }
@@ -158,7 +167,8 @@ impl RunRequest {
             Some(_) => {
                 return Err(InputError::Field {
                     field: "agent",
-                    problem: "must be an agent's name (a string) or a definition (an object)".into(),
+                    problem: "must be an agent's name (a string) or a definition (an object)"
+                        .into(),
                 });
             }
             None => return Err(InputError::Shape("`agent` is missing".into())),
@@ -167,12 +177,14 @@ impl RunRequest {
         // name the definition's field, not an untagged enum's.
         let inline = match value.get("agent") {
             Some(object @ serde_json::Value::Object(_)) => Some(
-                serde_json::from_value::<AgentFile>(object.clone()).map_err(|e| InputError::Field {
-                    field: "agent",
-                    problem: format!(
-                        "is not an agent definition: {}",
-                        excerpt(&e.to_string(), 300)
-                    ),
+                serde_json::from_value::<AgentFile>(object.clone()).map_err(|e| {
+                    InputError::Field {
+                        field: "agent",
+                        problem: format!(
+                            "is not an agent definition: {}",
+                            excerpt(&e.to_string(), 300)
+                        ),
+                    }
                 })?,
             ),
             _ => None,
@@ -265,13 +277,31 @@ mod tests {
     fn inputs_of_the_wrong_shape_say_what_to_send() {
         for (text, expected) in [
             ("[1,2]", "not a JSON object"),
-            ("{\"prompt\":\"x\",\"requester\":\"a\"}", "`agent` is missing"),
-            ("{\"agent\":5,\"prompt\":\"x\",\"requester\":\"a\"}", "agent's name"),
+            (
+                "{\"prompt\":\"x\",\"requester\":\"a\"}",
+                "`agent` is missing",
+            ),
+            (
+                "{\"agent\":5,\"prompt\":\"x\",\"requester\":\"a\"}",
+                "agent's name",
+            ),
             ("{\"agent\":\"a\",\"prompt\":\"x\"}", "who asked"),
-            ("{\"agent\":\"a\",\"prompt\":\" \",\"requester\":\"r\"}", "what the agent should do"),
-            ("{\"agent\":\"a\",\"prompt\":\"x\",\"requester\":\"r\",\"agentSha\":\"1\"}", "unknown field"),
-            ("{\"agent\":\"a\",\"prompt\":\"x\",\"requester\":\"r\",\"agentSha256\":\"12\"}", "64 hex"),
-            ("{\"agent\":{\"name\":\"x\"},\"prompt\":\"x\",\"requester\":\"r\"}", "not an agent definition"),
+            (
+                "{\"agent\":\"a\",\"prompt\":\" \",\"requester\":\"r\"}",
+                "what the agent should do",
+            ),
+            (
+                "{\"agent\":\"a\",\"prompt\":\"x\",\"requester\":\"r\",\"agentSha\":\"1\"}",
+                "unknown field",
+            ),
+            (
+                "{\"agent\":\"a\",\"prompt\":\"x\",\"requester\":\"r\",\"agentSha256\":\"12\"}",
+                "64 hex",
+            ),
+            (
+                "{\"agent\":{\"name\":\"x\"},\"prompt\":\"x\",\"requester\":\"r\"}",
+                "not an agent definition",
+            ),
             ("not json", "not JSON"),
         ] {
             let e = decode(text).unwrap_err().to_string();

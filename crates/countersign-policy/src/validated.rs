@@ -98,8 +98,16 @@ impl Agent {
             .mcp_servers
             .iter()
             .map(|s| (s.name.as_str(), &s.approval_when))
-            .chain(file.openapi.iter().map(|a| (a.name.as_str(), &a.approval_when)))
-            .chain(file.connectors.iter().map(|c| (c.prefix(), &c.approval_when)));
+            .chain(
+                file.openapi
+                    .iter()
+                    .map(|a| (a.name.as_str(), &a.approval_when)),
+            )
+            .chain(
+                file.connectors
+                    .iter()
+                    .map(|c| (c.prefix(), &c.approval_when)),
+            );
         for (source, conditions) in sources {
             for (tool, text) in conditions {
                 let qualified = crate::catalog::qualified_name(source, tool);
@@ -119,8 +127,9 @@ impl Agent {
                         "the sub-agent's definition was not loaded (it is read from `file` on the worker)",
                     ));
                 };
-                let agent = Agent::new(definition.clone())
-                    .map_err(|e| InvalidField::new(format!("{field}.definition.{}", e.field), e.problem))?;
+                let agent = Agent::new(definition.clone()).map_err(|e| {
+                    InvalidField::new(format!("{field}.definition.{}", e.field), e.problem)
+                })?;
                 sub_agents.insert(tool.name.clone(), agent);
             }
         }
@@ -193,7 +202,8 @@ impl Agent {
             arguments,
         );
         let quorum = if verdict.needs_approval {
-            self.quorum_for(tool, arguments).max(verdict.required_approvals)
+            self.quorum_for(tool, arguments)
+                .max(verdict.required_approvals)
         } else {
             0
         };
@@ -234,7 +244,8 @@ impl Agent {
             }
         };
         match tool.kind {
-            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow => match self.tool(&tool.name) {
+            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow => match self.tool(&tool.name)
+            {
                 Some(definition) => ToolPolicy {
                     effect: definition.effect_class(),
                     requires_approval: definition.requires_approval,
@@ -245,17 +256,23 @@ impl Agent {
                 .mcp_servers
                 .iter()
                 .find(|s| s.name == tool.provider)
-                .map_or(unknown, |s| from_source(s.require_approval.as_ref(), &s.effects)),
+                .map_or(unknown, |s| {
+                    from_source(s.require_approval.as_ref(), &s.effects)
+                }),
             ToolKind::Openapi => self
                 .openapi
                 .iter()
                 .find(|a| a.name == tool.provider)
-                .map_or(unknown, |a| from_source(a.require_approval.as_ref(), &a.effects)),
+                .map_or(unknown, |a| {
+                    from_source(a.require_approval.as_ref(), &a.effects)
+                }),
             ToolKind::Connector => self
                 .connectors
                 .iter()
                 .find(|c| c.prefix() == tool.provider)
-                .map_or(unknown, |c| from_source(c.require_approval.as_ref(), &c.effects)),
+                .map_or(unknown, |c| {
+                    from_source(c.require_approval.as_ref(), &c.effects)
+                }),
         }
     }
 
@@ -387,11 +404,104 @@ builtin = { kind = "append_todo", path = "todo.txt" }
         let todo = catalog_tool(&agent, "todo");
         let short = serde_json::json!({"item": "ab"});
         let long = serde_json::json!({"item": "abcdef"});
-        assert!(!agent.gate(Some(&todo), &short, RunMode::UserRequested).needs_approval);
+        assert!(
+            !agent
+                .gate(Some(&todo), &short, RunMode::UserRequested)
+                .needs_approval
+        );
         let gate = agent.gate(Some(&todo), &long, RunMode::UserRequested);
         assert!(gate.needs_approval);
         assert!(gate.rule.contains("len(item) > 3"), "{}", gate.rule);
-        assert!(agent.gate(Some(&todo), &short, RunMode::Autonomous).needs_approval);
+        assert!(
+            agent
+                .gate(Some(&todo), &short, RunMode::Autonomous)
+                .needs_approval
+        );
+    }
+
+    use proptest::prelude::*;
+
+    fn any_effect() -> impl Strategy<Value = Option<EffectClass>> {
+        proptest::option::of(prop_oneof![
+            Just(EffectClass::Read),
+            Just(EffectClass::WriteOwn),
+            Just(EffectClass::WriteExternal),
+            Just(EffectClass::Money),
+        ])
+    }
+
+    fn any_condition() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(prop_oneof![
+            Just("amount > 100".to_string()),
+            Just("amount >".to_string()),
+            Just("to == \"acme\"".to_string()),
+            Just("len(to) < 3 or amount <= 0".to_string()),
+            "[a-z<>=! ()0-9\"]{0,16}",
+        ])
+    }
+
+    proptest! {
+        /// For any definition the generator builds (a money tool declared
+        /// with any effect, flag and condition, at the top or inside a
+        /// sub-agent) and any claim the catalog entry makes, in any mode:
+        /// either the definition is refused, or a call to the money tool
+        /// needs approval.
+        #[test]
+        fn money_never_runs_without_approval(
+            effect in any_effect(),
+            flag in proptest::option::of(any::<bool>()),
+            condition in any_condition(),
+            quorum in proptest::option::of(0u32..3),
+            nested in any::<bool>(),
+            claimed_effect in any_effect(),
+            claimed_flag in proptest::option::of(any::<bool>()),
+            user_requested in any::<bool>(),
+            amount in -1000i64..1000,
+        ) {
+            let mut payer = file(PAY);
+            payer.tools[0].effect = effect;
+            payer.tools[0].requires_approval = flag;
+            payer.tools[0].approval_when = condition;
+            payer.tools[0].quorum = quorum;
+            let agent = if nested {
+                let mut parent = file(&PAY.replace("name = \"pay\"\n[model]", "name = \"parent\"\n[model]"));
+                parent.tools[1] = crate::agent::ToolDefinition {
+                    name: "payer".into(),
+                    description: String::new(),
+                    effect: Some(EffectClass::Read),
+                    requires_approval: Some(false),
+                    approval_expiry: None,
+                    approvers: None,
+                    quorum: None,
+                    quorum_when: None,
+                    separation_of_duties: None,
+                    approval_when: None,
+                    builtin: None,
+                    agent: Some(crate::sources::SubAgentTool {
+                        file: "payer.toml".into(),
+                        definition: Some(Box::new(payer)),
+                    }),
+                    workflow: None,
+                };
+                Agent::new(parent).map(|a| a.sub_agent("payer").cloned().expect("validated sub-agent"))
+            } else {
+                Agent::new(payer)
+            };
+            let Ok(agent) = agent else {
+                return Ok(());
+            };
+            let mut tool = catalog_tool(&agent, "pay");
+            if let Some(claimed) = claimed_effect {
+                tool.effect = claimed;
+            }
+            tool.requires_approval = claimed_flag;
+            let mode = if user_requested { RunMode::UserRequested } else { RunMode::Autonomous };
+            let arguments = serde_json::json!({"to": "acme", "amount": amount, "currency": "EUR"});
+            let gate = agent.gate(Some(&tool), &arguments, mode);
+            prop_assert!(gate.needs_approval, "{gate:?}");
+            prop_assert_eq!(gate.effect, EffectClass::Money);
+            prop_assert!(gate.quorum >= 1);
+        }
     }
 
     #[test]

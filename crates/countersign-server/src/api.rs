@@ -629,10 +629,11 @@ fn agent_spec(runs: &RunsConfig, agent: Value) -> Result<AgentSpec, Problem> {
             "inline agent definitions are not allowed: name an agent the workers serve (`countersign worker --agents DIR`), or set `[runs] allow_inline_agents = true` in the server config (the workers must allow them too)",
         )),
         Value::Object(_) => {
-            let file: AgentFile = serde_json::from_value(agent)
-                .map_err(|e| Problem::bad_request(format!("agent: {}", excerpt(&e.to_string(), 300))))?;
-            let agent = Agent::new(file)
-                .map_err(|e| Problem::bad_request(format!("agent: {e}")))?;
+            let file: AgentFile = serde_json::from_value(agent).map_err(|e| {
+                Problem::bad_request(format!("agent: {}", excerpt(&e.to_string(), 300)))
+            })?;
+            let agent =
+                Agent::new(file).map_err(|e| Problem::bad_request(format!("agent: {e}")))?;
             Ok(AgentSpec::Inline(Box::new(agent.file().clone())))
         }
         _ => Err(Problem::bad_request(

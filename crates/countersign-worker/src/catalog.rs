@@ -35,7 +35,11 @@ pub fn needs_discovery(agent: &AgentFile) -> bool {
 /// or an operation of an OpenAPI source it declares (within `operations`).
 /// A continued run keeps only such tools of what it carried over.
 pub fn is_discovered_by(agent: &AgentFile, tool: &CatalogTool) -> bool {
-    let unqualified = |prefix: &str| tool.name.strip_prefix(&format!("{prefix}.")).map(str::to_string);
+    let unqualified = |prefix: &str| {
+        tool.name
+            .strip_prefix(&format!("{prefix}."))
+            .map(str::to_string)
+    };
     match (&tool.kind, &tool.binding) {
         (ToolKind::Mcp, ToolBinding::Mcp { server, tool: name }) => agent
             .mcp_servers
@@ -44,7 +48,10 @@ pub fn is_discovered_by(agent: &AgentFile, tool: &CatalogTool) -> bool {
             .is_some_and(|declared| {
                 declared == server
                     && unqualified(&declared.name).as_ref() == Some(name)
-                    && declared.tools.as_ref().is_none_or(|only| only.contains(name))
+                    && declared
+                        .tools
+                        .as_ref()
+                        .is_none_or(|only| only.contains(name))
             }),
         (ToolKind::Openapi, ToolBinding::Http(_)) => agent
             .openapi
@@ -69,7 +76,11 @@ pub fn is_discovered_by(agent: &AgentFile, tool: &CatalogTool) -> bool {
 /// URL documents are only reached when a run starts.
 pub fn preflight(agent: &AgentFile) -> Vec<String> {
     let mut problems = Vec::new();
-    for api in agent.openapi.iter().filter(|api| !openapi::is_http_url(&api.spec)) {
+    for api in agent
+        .openapi
+        .iter()
+        .filter(|api| !openapi::is_http_url(&api.spec))
+    {
         let checked = std::fs::read_to_string(&api.spec)
             .map_err(|e| format!("cannot read the document: {e}"))
             .and_then(|document| openapi::operations(api, &document));

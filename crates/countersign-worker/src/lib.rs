@@ -79,7 +79,13 @@ pub fn build_worker(
     task_queue: &str,
     agents: AgentRegistry,
 ) -> Result<Worker, WorkerError> {
-    build_tuned_worker(runtime, client, task_queue, agents, &WorkerTuning::default())
+    build_tuned_worker(
+        runtime,
+        client,
+        task_queue,
+        agents,
+        &WorkerTuning::default(),
+    )
 }
 
 /// Builds a worker like [`build_worker`], tuned by `tuning`.

@@ -183,7 +183,9 @@ impl AgentRegistry {
 
     /// Every agent served, by name, with the file it came from.
     pub fn agents(&self) -> impl Iterator<Item = (&Agent, &Path)> {
-        self.agents.values().map(|(agent, path)| (agent, path.as_path()))
+        self.agents
+            .values()
+            .map(|(agent, path)| (agent, path.as_path()))
     }
 
     /// How many agents are served.
@@ -278,7 +280,11 @@ mod tests {
                 + "[[tools]]\nname = \"helper\"\nagent = { file = \"subs/helper.agent\" }\n"),
         );
         std::fs::create_dir(dir.path().join("subs")).unwrap();
-        write(&dir.path().join("subs"), "helper.agent", &agent("helper", "help"));
+        write(
+            &dir.path().join("subs"),
+            "helper.agent",
+            &agent("helper", "help"),
+        );
         write(&dir.path().join("team"), "other.toml", &agent("other", "x"));
         write(dir.path(), "notes.txt", "not an agent");
         let registry = AgentRegistry::load(dir.path()).unwrap();
@@ -288,7 +294,13 @@ mod tests {
             name: name.into(),
             inline: false,
         };
-        assert!(registry.resolve(&lookup("helper")).unwrap().definition.is_some());
+        assert!(
+            registry
+                .resolve(&lookup("helper"))
+                .unwrap()
+                .definition
+                .is_some()
+        );
         let e = registry.resolve(&lookup("nobody")).unwrap_err().to_string();
         assert_eq!(
             e,
@@ -302,7 +314,10 @@ mod tests {
             name: "x".into(),
             inline: true,
         };
-        let e = AgentRegistry::empty().resolve(&inline).unwrap_err().to_string();
+        let e = AgentRegistry::empty()
+            .resolve(&inline)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("--allow-inline-agents"), "{e}");
         let allowed = AgentRegistry::empty().allowing_inline(true);
         assert_eq!(allowed.resolve(&inline).unwrap().definition, None);
@@ -325,10 +340,17 @@ mod tests {
                 + "[[tools]]\nname = \"pay\"\neffect = \"read\"\nbuiltin = { kind = \"payment_request\", url = \"http://127.0.0.1:9\" }\n"),
         );
         let e = AgentRegistry::load(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("pay.toml: field `tools[0].effect` (line 8, column 1)"), "{e}");
+        assert!(
+            e.contains("pay.toml: field `tools[0].effect` (line 8, column 1)"),
+            "{e}"
+        );
         assert!(e.contains("must be `money`"), "{e}");
 
         let missing = AgentRegistry::load(&dir.path().join("nowhere")).unwrap_err();
-        assert!(missing.to_string().contains("cannot read the agents folder"));
+        assert!(
+            missing
+                .to_string()
+                .contains("cannot read the agents folder")
+        );
     }
 }

@@ -12,9 +12,9 @@ mod children;
 
 use crate::activities::CountersignActivities;
 use crate::catalog::{self, Discovery};
-use crate::registry::{AgentLookup, ResolvedAgent};
 use crate::model::{ModelTurn, ModelTurnRequest, RequestedCall, ToolSpec};
 use crate::notify::{NotifyEvent, NotifyOutcome, NotifyRequest, SlackMessage};
+use crate::registry::{AgentLookup, ResolvedAgent};
 use crate::tools::{ToolInvocation, ToolOutput};
 use countersign_policy::agent::{DEFAULT_CONTINUE_AS_NEW_AFTER, NotifyConfig, WaitingStage};
 use countersign_policy::catalog::{CatalogTool, MAX_TOOLS_OFFERED, ToolBinding};
@@ -159,7 +159,9 @@ impl AgentRun {
         };
         let state = RunState {
             workflow_id: ctx.workflow_id().to_string(),
-            agent: input.map(|i| i.agent.name().to_string()).unwrap_or_default(),
+            agent: input
+                .map(|i| i.agent.name().to_string())
+                .unwrap_or_default(),
             requester: input.map(|i| i.requester.clone()).unwrap_or_default(),
             // The input's override; the agent's default is known once resolved.
             mode: input
@@ -789,7 +791,12 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
             )
             .await;
         match (resolved, input.agent) {
-            (Ok(ResolvedAgent { definition: Some(file) }), _) => (*file, true),
+            (
+                Ok(ResolvedAgent {
+                    definition: Some(file),
+                }),
+                _,
+            ) => (*file, true),
             (Ok(ResolvedAgent { definition: None }), AgentSpec::Inline(file)) => (*file, false),
             (Ok(ResolvedAgent { definition: None }), AgentSpec::Name(name)) => {
                 return Err(finish_failed(
@@ -838,9 +845,15 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
         let carried = std::mem::take(&mut s.catalog);
         s.catalog = if patched || carried.is_empty() {
             let mut catalog = catalog::static_tools(&agent);
-            catalog.extend(carried.into_iter().filter(|t| {
-                catalog::is_discovered_by(&agent, t) && !catalog.iter().any(|c| c.name == t.name)
-            }).collect::<Vec<_>>());
+            catalog.extend(
+                carried
+                    .into_iter()
+                    .filter(|t| {
+                        catalog::is_discovered_by(&agent, t)
+                            && !catalog.iter().any(|c| c.name == t.name)
+                    })
+                    .collect::<Vec<_>>(),
+            );
             catalog
         } else {
             carried

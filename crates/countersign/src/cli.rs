@@ -389,8 +389,11 @@ async fn run_command(command: RunCommand) -> Result<()> {
     let input = match &command {
         RunCommand::Start(args) => {
             let agent = agent_spec(&args.agent)?;
-            let requester =
-                identity(args.requester.clone(), "COUNTERSIGN_REQUESTER", "--requester")?;
+            let requester = identity(
+                args.requester.clone(),
+                "COUNTERSIGN_REQUESTER",
+                "--requester",
+            )?;
             let input = AgentRunInput {
                 agent,
                 mode: args.mode,

@@ -8,12 +8,12 @@ use anyhow::{Context, Result, bail};
 use axum::{Json, Router, extract::State, http::HeaderMap, routing::post};
 use clap::Args;
 use countersign_approvals::{Approvals, ApproveOptions};
-use countersign_policy::agent::AgentFile;
 use countersign_policy::Agent;
+use countersign_policy::agent::AgentFile;
 use countersign_policy::run::{AgentRunInput, AgentSpec};
-use countersign_worker::AgentRegistry;
 use countersign_proto::contract::{SEARCH_ATTRIBUTES, TASK_QUEUE};
 use countersign_proto::{ApprovalState, PendingApproval, RunStatus};
+use countersign_worker::AgentRegistry;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -143,9 +143,10 @@ pub async fn dev(args: DevArgs) -> Result<()> {
             .map(|(_, v)| v.clone())
             .or_else(|| std::env::var(name).ok())
     };
-    let agents_dir = args.agents.clone().unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-    });
+    let agents_dir = args
+        .agents
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples"));
     let registry = AgentRegistry::load_with_env(&agents_dir, &env)
         .with_context(|| format!("loading the agents in {}", agents_dir.display()))?
         .allowing_inline(true);

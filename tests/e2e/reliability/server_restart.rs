@@ -46,7 +46,8 @@ async fn waiting_runs_survive_a_server_restart() -> Result<()> {
         let (approvals, agent, task_queue) = (&approvals, agent.clone(), &task_queue);
         async move {
             let id = format!("{task_queue}-{i}");
-            let input = AgentRunInput::inline(agent, &format!("pay invoice {i}"), "alice@example.com");
+            let input =
+                AgentRunInput::inline(agent, &format!("pay invoice {i}"), "alice@example.com");
             approvals.start_run(input, &id, Some(task_queue)).await?;
             anyhow::Ok(id)
         }

@@ -82,9 +82,7 @@ pub fn operations(api: &OpenApiSource, document: &str) -> Result<Vec<CatalogTool
 /// Fetches a document given by URL.
 pub async fn fetch_document(http: &reqwest::Client, url: &str) -> Result<String, String> {
     if !is_http_url(url) {
-        return Err(format!(
-            "`{url}` is not an http(s) URL"
-        ));
+        return Err(format!("`{url}` is not an http(s) URL"));
     }
     let response = http
         .get(url)
