@@ -43,6 +43,13 @@ fn every_example_agent_loads_and_calls_only_its_own_tools() -> Result<()> {
         loaded.push(agent.name.clone());
     }
     loaded.sort();
+    // `countersign dev` serves the whole folder as one registry.
+    let registry = countersign_worker::AgentRegistry::load(&examples)?;
+    let served: Vec<&str> = registry.agents().map(|(a, _)| a.name.as_str()).collect();
+    for name in &loaded {
+        assert!(served.contains(&name.as_str()), "{name} not in {served:?}");
+    }
+    assert!(served.contains(&"supplier-payer"), "the sub-agent is served too");
     assert_eq!(
         loaded,
         [
@@ -130,5 +137,26 @@ builtin = { kind = "http_post", url = "http://127.0.0.1:9/note" }
             "missing {expected:?} in:\n{report}"
         );
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn policy_check_discover_shows_the_gate_of_every_discovered_operation() -> Result<()> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/openapi/agent.toml");
+    let agent = countersign::cli::load_agent(&path)?;
+    let discovery =
+        countersign_worker::catalog::discover(&reqwest::Client::new(), agent.file()).await;
+    assert!(discovery.problems.is_empty(), "{:?}", discovery.problems);
+    let without = countersign::policy_check::report(&agent, None);
+    let with = countersign::policy_check::report(&agent, Some(&discovery.tools));
+    assert!(without.contains("openapi `tickets`"), "{without}");
+    for tool in &discovery.tools {
+        assert!(!without.contains(&format!("{} (", tool.name)), "{without}");
+        assert!(with.contains(&format!("{} (openapi tickets", tool.name)), "{with}");
+    }
+    assert!(
+        with.contains("autonomous → approval"),
+        "a write operation is gated: {with}"
+    );
     Ok(())
 }
