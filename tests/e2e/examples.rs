@@ -49,7 +49,10 @@ fn every_example_agent_loads_and_calls_only_its_own_tools() -> Result<()> {
     for name in &loaded {
         assert!(served.contains(&name.as_str()), "{name} not in {served:?}");
     }
-    assert!(served.contains(&"supplier-payer"), "the sub-agent is served too");
+    assert!(
+        served.contains(&"supplier-payer"),
+        "the sub-agent is served too"
+    );
     assert_eq!(
         loaded,
         [
@@ -152,11 +155,76 @@ async fn policy_check_discover_shows_the_gate_of_every_discovered_operation() ->
     assert!(without.contains("openapi `tickets`"), "{without}");
     for tool in &discovery.tools {
         assert!(!without.contains(&format!("{} (", tool.name)), "{without}");
-        assert!(with.contains(&format!("{} (openapi tickets", tool.name)), "{with}");
+        assert!(
+            with.contains(&format!("{} (openapi tickets", tool.name)),
+            "{with}"
+        );
     }
     assert!(
         with.contains("autonomous → approval"),
         "a write operation is gated: {with}"
+    );
+    Ok(())
+}
+
+/// Runs the `countersign` binary with `args`, RUST_BACKTRACE=1 and no
+/// $USER / $COUNTERSIGN_REQUESTER; returns (success, stderr).
+fn countersign_cli(args: &[&str]) -> Result<(bool, String)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+        .args(args)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("USER")
+        .env_remove("COUNTERSIGN_REQUESTER")
+        .env_remove("COUNTERSIGN_BACKTRACE")
+        .output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn user_errors_are_one_line_even_with_rust_backtrace_set() -> Result<()> {
+    let (ok, stderr) = countersign_cli(&[
+        "run",
+        "start",
+        "--agent",
+        "/nonexistent/agent.toml",
+        "--prompt",
+        "hi",
+    ])?;
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: /nonexistent/agent.toml: cannot read the agent file"),
+        "{stderr}"
+    );
+    // Where the requester comes from, when nothing says.
+    let (ok, stderr) = countersign_cli(&[
+        "run",
+        "start",
+        "--agent",
+        "accounts-payable",
+        "--prompt",
+        "hi",
+    ])?;
+    assert!(!ok);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for part in ["--requester WHO", "COUNTERSIGN_REQUESTER", "$USER"] {
+        assert!(stderr.contains(part), "{part} missing: {stderr}");
+    }
+    let (_, help) = {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(["run", "start", "--help"])
+            .output()?;
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert!(
+        help.contains("$COUNTERSIGN_REQUESTER, else $USER"),
+        "{help}"
     );
     Ok(())
 }
