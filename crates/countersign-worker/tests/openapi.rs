@@ -6,14 +6,18 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use countersign_policy::EffectClass;
+use countersign_policy::agent::{AgentDefinition, ModelConfig};
 use countersign_policy::catalog::{
     CatalogTool, HttpOperation, HttpParameter, ParameterLocation, ToolBinding, ToolKind,
 };
+use countersign_policy::evaluate;
 use countersign_policy::schema::check_arguments;
 use countersign_policy::sources::OpenApiSource;
+use countersign_worker::model::scripted_turn;
 use countersign_worker::tools::ToolError;
-use countersign_worker::tools::openapi::{call, fetch_document, operations};
+use countersign_worker::tools::openapi::{MAX_TOOLS_OFFERED, call, fetch_document, operations};
 use serde_json::{Value, json};
+use std::path::Path;
 use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
@@ -558,6 +562,428 @@ paths:
     assert!(
         error.contains("uploadFile") && error.contains("not JSON"),
         "{error}"
+    );
+}
+
+// ---- documents shaped like GitHub's ----------------------------------------
+
+/// A small OpenAPI 3.1 document in the shape of GitHub's: operationIds with
+/// a `/`, parameters and bodies through `components`, references that nest
+/// (a body to a schema to another schema), `$defs` reached through
+/// `components`, a recursive type, keywords beside `$ref` and an operation
+/// that no allow-list here asks for.
+const GITHUB_LIKE: &str = r##"{
+  "openapi": "3.1.0",
+  "info": {"title": "Issues", "version": "1.0"},
+  "servers": [{"url": "https://api.github.example"}],
+  "paths": {
+    "/repos/{owner}/{repo}": {
+      "parameters": [
+        {"$ref": "#/components/parameters/owner"},
+        {"$ref": "#/components/parameters/repo"}
+      ],
+      "get": {
+        "operationId": "repos/get",
+        "summary": "Get a repository",
+        "responses": {"200": {"$ref": "#/components/responses/repository"}}
+      }
+    },
+    "/repos/{owner}/{repo}/issues": {
+      "get": {
+        "operationId": "issues/list-for-repo",
+        "parameters": [
+          {"$ref": "#/components/parameters/owner"},
+          {"$ref": "#/components/parameters/repo"}
+        ],
+        "responses": {"200": {"description": "Issues"}}
+      },
+      "post": {
+        "operationId": "issues/create",
+        "summary": "Create an issue",
+        "parameters": [
+          {"$ref": "#/components/parameters/owner"},
+          {"$ref": "#/components/parameters/repo"}
+        ],
+        "requestBody": {"$ref": "#/components/requestBodies/issue-create"},
+        "responses": {"201": {"description": "Created"}}
+      }
+    },
+    "/repos/{owner}/{repo}/issues/{issue_number}": {
+      "get": {
+        "operationId": "issues/get",
+        "parameters": [
+          {"$ref": "#/components/parameters/owner"},
+          {"$ref": "#/components/parameters/repo"},
+          {"$ref": "#/components/parameters/issue-number"}
+        ],
+        "responses": {"200": {"description": "The issue"}}
+      }
+    }
+  },
+  "components": {
+    "parameters": {
+      "owner": {"name": "owner", "in": "path", "required": true,
+                "description": "The account owner",
+                "schema": {"$ref": "#/components/schemas/login"}},
+      "repo": {"name": "repo", "in": "path", "required": true, "schema": {"type": "string"}},
+      "issue-number": {"name": "issue_number", "in": "path", "required": true,
+                       "schema": {"type": "integer"}}
+    },
+    "requestBodies": {
+      "issue-create": {
+        "required": true,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/issue-create"}}}
+      }
+    },
+    "responses": {
+      "repository": {"description": "A repository",
+                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/nowhere"}}}}
+    },
+    "schemas": {
+      "login": {"type": "string", "minLength": 1},
+      "issue-create": {
+        "type": "object",
+        "required": ["title"],
+        "properties": {
+          "title": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+          "assignee": {"$ref": "#/components/schemas/login",
+                       "description": "Who works on it"},
+          "labels": {"type": "array",
+                     "items": {"$ref": "#/components/schemas/issue-create/$defs/label"}},
+          "default": {"$ref": "#/components/schemas/issue-create/$defs/color"}
+        },
+        "$defs": {
+          "label": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+              "name": {"type": "string"},
+              "color": {"$ref": "#/components/schemas/issue-create/$defs/color"},
+              "parent": {"$ref": "#/components/schemas/issue-create/$defs/label"}
+            }
+          },
+          "color": {"type": ["string", "null"], "pattern": "^[0-9a-f]{6}$",
+                    "examples": [{"$ref": "not a reference, an example"}]}
+        }
+      }
+    }
+  }
+}"##;
+
+/// The allow-list of the GitHub example agent.
+const GITHUB_OPERATIONS: [&str; 3] = ["issues/create", "issues/get", "repos/get"];
+
+fn github_source(config: Value) -> OpenApiSource {
+    let mut fields = json!({"name": "github", "spec": "github.json"});
+    fields
+        .as_object_mut()
+        .unwrap()
+        .extend(config.as_object().unwrap().clone());
+    serde_json::from_value(fields).expect("a valid OpenAPI source")
+}
+
+/// Every key of `value`, at any depth, except inside `examples` (data).
+fn keys(value: &Value) -> Vec<String> {
+    match value {
+        Value::Object(map) => map
+            .iter()
+            .flat_map(|(k, v)| {
+                let inner = if k == "examples" { vec![] } else { keys(v) };
+                std::iter::once(k.clone()).chain(inner)
+            })
+            .collect(),
+        Value::Array(items) => items.iter().flat_map(keys).collect(),
+        _ => vec![],
+    }
+}
+
+#[test]
+fn selected_operations_with_slashes_have_every_ref_resolved() {
+    let api = github_source(json!({"operations": GITHUB_OPERATIONS}));
+    let tools = operations(&api, GITHUB_LIKE).expect("the document");
+    // Only the allow-list, in the document's order (paths sorted, then methods).
+    assert_eq!(
+        names(&tools),
+        [
+            "github.repos/get",
+            "github.issues/create",
+            "github.issues/get"
+        ]
+    );
+    for t in &tools {
+        let keys = keys(&t.input_schema);
+        assert!(
+            !keys.iter().any(|k| k == "$ref"),
+            "{}: {}",
+            t.name,
+            t.input_schema
+        );
+        assert!(
+            !keys.iter().any(|k| k == "$defs"),
+            "{}: {}",
+            t.name,
+            t.input_schema
+        );
+    }
+
+    let create = tool(&tools, "github.issues/create");
+    assert_eq!(create.effect, EffectClass::WriteExternal);
+    let operation = http_operation(create);
+    assert_eq!(
+        (operation.method.as_str(), operation.path.as_str()),
+        ("POST", "/repos/{owner}/{repo}/issues")
+    );
+    assert_eq!(operation.base_url, "https://api.github.example");
+    assert!(operation.has_body);
+    let color = json!({"type": ["string", "null"], "pattern": "^[0-9a-f]{6}$",
+                       "examples": [{"$ref": "not a reference, an example"}]});
+    assert_eq!(
+        create.input_schema,
+        json!({
+            "type": "object",
+            "properties": {
+                "owner": {"type": "string", "minLength": 1, "description": "The account owner"},
+                "repo": {"type": "string"},
+                "body": {
+                    "type": "object",
+                    "required": ["title"],
+                    "properties": {
+                        "title": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+                        // A keyword beside `$ref` joins the referenced schema.
+                        "assignee": {"type": "string", "minLength": 1,
+                                     "description": "Who works on it"},
+                        "labels": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["name"],
+                                "properties": {
+                                    "name": {"type": "string"},
+                                    "color": color,
+                                    // Recursive: anything goes.
+                                    "parent": {}
+                                }
+                            }
+                        },
+                        // A property named like a keyword is still a schema.
+                        "default": color
+                    }
+                }
+            },
+            "required": ["owner", "repo", "body"],
+            "additionalProperties": false
+        })
+    );
+    let schema = &create.input_schema;
+    let fine = json!({"owner": "octo", "repo": "hello",
+                      "body": {"title": "Printer on fire", "labels": [{"name": "bug", "color": "ff0000"}]}});
+    assert_eq!(check_arguments(schema, &fine), Ok(()));
+    assert_eq!(
+        check_arguments(
+            schema,
+            &json!({"owner": "", "repo": "hello", "body": {"title": "x"}})
+        ),
+        Err("argument `owner` must have at least 1 characters".into())
+    );
+    assert_eq!(
+        check_arguments(
+            schema,
+            &json!({"owner": "octo", "repo": "hello", "body": {"labels": []}})
+        ),
+        Err("argument `body.title` is required".into())
+    );
+    assert_eq!(
+        check_arguments(
+            schema,
+            &json!({"owner": "octo", "repo": "hello", "body": {"title": "x", "labels": [{"color": "red"}]}})
+        ),
+        Err("argument `body.labels[0].name` is required".into())
+    );
+
+    let get = tool(&tools, "github.issues/get");
+    assert_eq!(get.effect, EffectClass::Read);
+    assert_eq!(
+        get.input_schema["required"],
+        json!(["owner", "repo", "issue_number"])
+    );
+    assert_eq!(
+        get.input_schema["properties"]["issue_number"],
+        json!({"type": "integer"})
+    );
+    // Responses are not resolved: `repos/get`'s points nowhere, and that is fine.
+    assert_eq!(
+        http_operation(tool(&tools, "github.repos/get")).method,
+        "GET"
+    );
+}
+
+#[test]
+fn operation_names_with_slashes_configure_policy() {
+    let api = github_source(json!({
+        "operations": GITHUB_OPERATIONS,
+        "require_approval": ["issues/get"],
+        "effects": {"repos/get": "write_own"}
+    }));
+    let tools = operations(&api, GITHUB_LIKE).unwrap();
+    assert_eq!(
+        tool(&tools, "github.issues/get").requires_approval,
+        Some(true)
+    );
+    assert_eq!(
+        tool(&tools, "github.repos/get").effect,
+        EffectClass::WriteOwn
+    );
+
+    let typo = github_source(json!({"operations": ["issues/create", "issue/get"]}));
+    let error = operations(&typo, GITHUB_LIKE).unwrap_err();
+    assert!(error.contains("`issue/get` (in `operations`)"), "{error}");
+    assert!(
+        error.contains("`issues/get`"),
+        "lists the real ones: {error}"
+    );
+}
+
+#[test]
+fn the_github_example_agent_calls_a_tool_named_with_a_slash() {
+    let text = include_str!("../../../examples/github/github-issues.toml");
+    let file = Path::new("examples/github/github-issues.toml");
+    let agent = AgentDefinition::from_toml(text, file, Path::new("examples/github"), &|_| None)
+        .expect("the example agent file is valid");
+    let [api] = &agent.openapi[..] else {
+        panic!("one API: {:?}", agent.openapi)
+    };
+    assert_eq!(
+        api.operations.as_deref(),
+        Some(&GITHUB_OPERATIONS.map(String::from)[..])
+    );
+    assert_eq!(api.base_url.as_deref(), Some("http://127.0.0.1:4010"));
+    assert!(
+        Path::new(&api.spec).ends_with("examples/github/api.github.com.json"),
+        "{}",
+        api.spec
+    );
+
+    // The scripted model names the tool as written; nothing rewrites the `/`.
+    let ModelConfig::Scripted { steps } = &agent.model else {
+        panic!("a scripted model")
+    };
+    let first = scripted_turn(steps, &[]);
+    let [call] = &first.tool_calls[..] else {
+        panic!("one call: {first:?}")
+    };
+    assert_eq!(call.name, "github.issues/create");
+
+    // The tool of that name exists, takes those arguments and needs approval.
+    let tools = operations(api, GITHUB_LIKE).unwrap();
+    let create = tool(&tools, &call.name);
+    assert_eq!(
+        check_arguments(&create.input_schema, &call.arguments),
+        Ok(())
+    );
+    let verdict = evaluate(Some(&create.policy()), agent.mode);
+    assert!(verdict.needs_approval, "{verdict:?}");
+    assert_eq!(verdict.effect, EffectClass::WriteExternal);
+}
+
+/// A document with `count` operations `op0`, `op1`, ... (one path each).
+fn document_with_operations(count: usize) -> String {
+    let paths: serde_json::Map<String, Value> = (0..count)
+        .map(|i| {
+            (
+                format!("/things/{i}"),
+                json!({"get": {"operationId": format!("op{i}"), "responses": {"200": {"description": "OK"}}}}),
+            )
+        })
+        .collect();
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Many", "version": "1"},
+        "servers": [{"url": "https://many.example.com"}],
+        "paths": paths
+    })
+    .to_string()
+}
+
+#[test]
+fn more_operations_than_a_model_takes_need_an_allow_list() {
+    let at_limit = document_with_operations(MAX_TOOLS_OFFERED);
+    let tools = operations(&github_source(json!({})), &at_limit).unwrap();
+    assert_eq!(tools.len(), MAX_TOOLS_OFFERED);
+
+    let over = document_with_operations(MAX_TOOLS_OFFERED + 1);
+    let error = operations(&github_source(json!({})), &over).unwrap_err();
+    assert!(
+        error.contains(&format!(
+            "the document has {} operations",
+            MAX_TOOLS_OFFERED + 1
+        )),
+        "{error}"
+    );
+    assert!(
+        error.contains(&format!("more than the {MAX_TOOLS_OFFERED}")),
+        "{error}"
+    );
+    assert!(error.contains("`operations = [...]`"), "{error}");
+
+    // An allow-list picks a few out of many.
+    let picked = operations(
+        &github_source(json!({"operations": ["op7", "op100"]})),
+        &over,
+    )
+    .unwrap();
+    assert_eq!(names(&picked), ["github.op100", "github.op7"]);
+
+    // A list as long as the document is still too many.
+    let all: Vec<String> = (0..=MAX_TOOLS_OFFERED).map(|i| format!("op{i}")).collect();
+    let error = operations(&github_source(json!({"operations": all})), &over).unwrap_err();
+    assert!(
+        error.contains(&format!(
+            "`operations` lists {} operations",
+            MAX_TOOLS_OFFERED + 1
+        )),
+        "{error}"
+    );
+}
+
+#[test]
+fn openapi_3_0_nullable_becomes_json_schema() {
+    let document = r#"
+openapi: 3.0.3
+servers: [{url: "https://api.example.com"}]
+paths:
+  /issues:
+    post:
+      operationId: issues/update
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              properties:
+                milestone: {oneOf: [{type: string}, {type: integer}], nullable: true}
+                state_reason: {type: string, enum: [completed, not_planned], nullable: true}
+                nullable: {type: boolean}
+                title: {type: string, nullable: false}
+"#;
+    let tools = operations(&github_source(json!({})), document).unwrap();
+    assert_eq!(
+        tools[0].input_schema["properties"]["body"]["properties"],
+        json!({
+            "milestone": {"oneOf": [{"type": "string"}, {"type": "integer"}, {"type": "null"}]},
+            "state_reason": {"type": ["string", "null"], "enum": ["completed", "not_planned", null]},
+            // A property called `nullable` is not the keyword.
+            "nullable": {"type": "boolean"},
+            "title": {"type": "string"}
+        })
+    );
+    let schema = &tools[0].input_schema;
+    assert_eq!(
+        check_arguments(
+            schema,
+            &json!({"body": {"state_reason": null, "milestone": null}})
+        ),
+        Ok(())
     );
 }
 

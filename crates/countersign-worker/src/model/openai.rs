@@ -374,4 +374,43 @@ mod tests {
         assert_eq!(names.encode("search"), "search");
         assert_eq!(names.decode("invented.tool"), "invented.tool");
     }
+
+    #[test]
+    fn operation_ids_with_slashes_round_trip() {
+        // GitHub's operationIds: `issues/create` → `github.issues/create`.
+        let offered = [
+            "github.issues/create",
+            "github.issues/get",
+            "github.repos/get",
+            // Encodes like `issues/create` would: one of them gives way.
+            "github.issues_create",
+        ];
+        let names = ToolNames::new(offered.iter().copied());
+        assert_eq!(
+            names.encode("github.issues/create"),
+            "github__issues_create"
+        );
+        assert_eq!(
+            names.encode("github.issues_create"),
+            "github__issues_create_2"
+        );
+        for name in offered {
+            let encoded = names.encode(name);
+            assert!(is_valid_name(&encoded), "{encoded}");
+            assert_eq!(names.decode(&encoded), name);
+        }
+
+        // The model's answer names the function; the call names the tool.
+        let answer = json!({"choices": [{"message": {"content": null, "tool_calls": [{
+            "id": "call_1",
+            "type": "function",
+            "function": {
+                "name": "github__issues_create",
+                "arguments": "{\"owner\":\"octo\",\"repo\":\"hello\",\"body\":{\"title\":\"Hi\"}}"
+            }
+        }]}}]});
+        let turn = parse_turn(&answer, &names, &[]).unwrap();
+        assert_eq!(turn.tool_calls[0].name, "github.issues/create");
+        assert_eq!(turn.tool_calls[0].arguments["body"]["title"], "Hi");
+    }
 }

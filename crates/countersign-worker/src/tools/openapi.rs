@@ -19,6 +19,10 @@ use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+/// The most tools one OpenAPI document may offer a model: OpenAI-compatible
+/// APIs take at most 128 functions in a request, and a model chooses worse
+/// among many. A larger document needs an `operations` allow-list.
+pub const MAX_TOOLS_OFFERED: usize = 128;
 /// How long one request may take when the configuration does not say.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long fetching a document may take.
@@ -52,6 +56,12 @@ const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// `require_approval`, `operations`) that are not operationIds of the
 /// document. Operations whose required request body is not JSON are left
 /// out, unless the `operations` allow-list names them (then it is an error).
+/// A document with more than [`MAX_TOOLS_OFFERED`] operations needs an
+/// allow-list, and the list may not name more than that.
+///
+/// Only the offered operations are built: with an allow-list, a large
+/// document (GitHub's has over a thousand operations) costs its parsing and
+/// little more.
 pub fn operations(api: &OpenApiSource, document: &str) -> Result<Vec<CatalogTool>, String> {
     let root = parse_document(document)?;
     let resolver = Resolver::new(&root);
@@ -59,6 +69,7 @@ pub fn operations(api: &OpenApiSource, document: &str) -> Result<Vec<CatalogTool
 
     let known: BTreeSet<&str> = found.iter().map(|o| o.id.as_str()).collect();
     check_configured_names(api, &known)?;
+    check_tool_count(api, &found)?;
     let base_url = base_url(api, &root)?;
     let timeout = api.timeout.unwrap_or(DEFAULT_TIMEOUT);
 
@@ -342,53 +353,71 @@ impl<'a> Resolver<'a> {
 
     /// A schema with every `$ref` inlined. A reference back into a schema
     /// being inlined (a recursive type) becomes `{}`: anything goes there.
+    /// References are JSON pointers into the document, so they reach
+    /// `components` and `$defs` alike (`#/components/schemas/A/$defs/B`);
+    /// the result leaves out `$defs` and `definitions`, which nothing
+    /// refers to any more.
     fn schema(&self, value: &Value, stack: &mut Vec<String>) -> Result<Value, String> {
-        match value {
-            Value::Object(map) => {
-                if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
-                    let mut inlined = if stack.iter().any(|r| r == reference)
-                        || stack.len() >= MAX_REF_DEPTH
-                        || self.inlined.get() >= MAX_INLINED_REFS
-                    {
-                        json!({})
-                    } else {
-                        self.inlined.set(self.inlined.get() + 1);
-                        let target = self.lookup(reference)?;
-                        stack.push(reference.to_string());
-                        let inlined = self.schema(target, stack);
-                        stack.pop();
-                        inlined?
-                    };
-                    // OpenAPI 3.1 allows keywords beside `$ref` (e.g. a description).
-                    if let Value::Object(out) = &mut inlined {
-                        for (key, v) in map.iter().filter(|(k, _)| *k != "$ref") {
-                            out.insert(key.clone(), self.schema(v, stack)?);
-                        }
-                    }
-                    return Ok(inlined);
-                }
-                let mut out = Map::new();
-                for (key, v) in map {
-                    // Literal values: a `$ref` in an example is not a reference.
-                    let v = if matches!(
-                        key.as_str(),
-                        "enum" | "const" | "default" | "example" | "examples"
-                    ) {
-                        v.clone()
-                    } else {
-                        self.schema(v, stack)?
-                    };
-                    out.insert(key.clone(), v);
-                }
-                Ok(Value::Object(out))
+        let map = match value {
+            Value::Object(map) => map,
+            // `items` in its old tuple form.
+            Value::Array(items) => {
+                return items
+                    .iter()
+                    .map(|v| self.schema(v, stack))
+                    .collect::<Result<_, _>>()
+                    .map(Value::Array);
             }
-            Value::Array(items) => items
-                .iter()
-                .map(|v| self.schema(v, stack))
-                .collect::<Result<_, _>>()
-                .map(Value::Array),
-            other => Ok(other.clone()),
+            other => return Ok(other.clone()),
+        };
+        let reference = map.get("$ref").and_then(Value::as_str);
+        let mut out = match reference {
+            Some(reference) => {
+                let inlined = if stack.iter().any(|r| r == reference)
+                    || stack.len() >= MAX_REF_DEPTH
+                    || self.inlined.get() >= MAX_INLINED_REFS
+                {
+                    json!({})
+                } else {
+                    self.inlined.set(self.inlined.get() + 1);
+                    let target = self.lookup(reference)?;
+                    stack.push(reference.to_string());
+                    let inlined = self.schema(target, stack);
+                    stack.pop();
+                    inlined?
+                };
+                match inlined {
+                    Value::Object(out) => out,
+                    // A boolean schema: keywords beside it have nothing to join.
+                    other => return Ok(other),
+                }
+            }
+            None => Map::new(),
+        };
+        // OpenAPI 3.1 allows keywords beside `$ref` (e.g. a description);
+        // they win over the referenced schema's.
+        for (key, v) in map {
+            if (reference.is_some() && key == "$ref") || DEFINITIONS.contains(&key.as_str()) {
+                continue;
+            }
+            let v = if LITERAL_KEYWORDS.contains(&key.as_str()) {
+                // A `$ref` in an example is not a reference.
+                v.clone()
+            } else if let (true, Value::Object(schemas)) =
+                (SCHEMA_MAP_KEYWORDS.contains(&key.as_str()), v)
+            {
+                // Names, not keywords: a property may be called `default`.
+                let mut inlined = Map::new();
+                for (name, schema) in schemas {
+                    inlined.insert(name.clone(), self.schema(schema, stack)?);
+                }
+                Value::Object(inlined)
+            } else {
+                self.schema(v, stack)?
+            };
+            out.insert(key.clone(), v);
         }
+        Ok(Value::Object(out))
     }
 
     /// An inlined schema in the dialect the argument checker reads.
@@ -400,62 +429,126 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// Schema keywords whose values are data, not schemas.
+const LITERAL_KEYWORDS: [&str; 5] = ["enum", "const", "default", "example", "examples"];
+/// Schema keywords whose values map names to schemas.
+const SCHEMA_MAP_KEYWORDS: [&str; 4] = [
+    "properties",
+    "patternProperties",
+    "dependentSchemas",
+    "dependencies",
+];
+/// Schema keywords whose values are a schema or a list of schemas.
+const SUBSCHEMA_KEYWORDS: [&str; 15] = [
+    "items",
+    "additionalItems",
+    "prefixItems",
+    "contains",
+    "additionalProperties",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "propertyNames",
+    "not",
+    "if",
+    "then",
+    "else",
+    "allOf",
+    "anyOf",
+    "oneOf",
+];
+/// Where schemas keep definitions for `$ref`s (JSON Schema 2019+ and older).
+const DEFINITIONS: [&str; 2] = ["$defs", "definitions"];
+
 /// Rewrites OpenAPI 3.0 schema keywords into their JSON Schema forms
 /// (`nullable`, boolean `exclusiveMinimum`) and drops `readOnly`
-/// properties, which a request does not send.
+/// properties, which a request does not send. Walks schema keywords only,
+/// so a property named like a keyword (`nullable`) is left alone.
 fn normalize(schema: &mut Value) {
-    match schema {
-        Value::Object(map) => {
-            for (key, v) in map.iter_mut() {
-                if !matches!(
-                    key.as_str(),
-                    "enum" | "const" | "default" | "example" | "examples"
-                ) {
-                    normalize(v);
-                }
-            }
-            if map.remove("nullable") == Some(Value::Bool(true))
-                && let Some(Value::String(t)) = map.get("type")
-            {
-                let t = t.clone();
-                map.insert("type".into(), json!([t, "null"]));
-            }
-            for (exclusive, inclusive) in [
-                ("exclusiveMinimum", "minimum"),
-                ("exclusiveMaximum", "maximum"),
-            ] {
-                if let Some(Value::Bool(flag)) = map.get(exclusive).cloned() {
-                    map.remove(exclusive);
-                    if flag && let Some(bound) = map.remove(inclusive) {
-                        map.insert(exclusive.into(), bound);
-                    }
-                }
-            }
-            let read_only: Vec<String> = map
-                .get("properties")
-                .and_then(Value::as_object)
-                .map(|p| {
-                    p.iter()
-                        .filter(|(_, s)| s.get("readOnly") == Some(&Value::Bool(true)))
-                        .map(|(name, _)| name.clone())
-                        .collect()
-                })
-                .unwrap_or_default();
-            if !read_only.is_empty() {
-                if let Some(Value::Object(properties)) = map.get_mut("properties") {
-                    properties.retain(|name, _| !read_only.contains(name));
-                }
-                if let Some(Value::Array(required)) = map.get_mut("required") {
-                    required.retain(|name| {
-                        !name
-                            .as_str()
-                            .is_some_and(|n| read_only.iter().any(|r| r == n))
-                    });
-                }
+    let map = match schema {
+        Value::Object(map) => map,
+        Value::Array(items) => return items.iter_mut().for_each(normalize),
+        _ => return,
+    };
+    for (key, v) in map.iter_mut() {
+        if SUBSCHEMA_KEYWORDS.contains(&key.as_str()) {
+            normalize(v);
+        } else if SCHEMA_MAP_KEYWORDS.contains(&key.as_str())
+            && let Value::Object(schemas) = v
+        {
+            schemas.values_mut().for_each(normalize);
+        }
+    }
+    if let Some(Value::Bool(nullable)) = map.get("nullable") {
+        let nullable = *nullable;
+        map.remove("nullable");
+        if nullable {
+            allow_null(map);
+        }
+    }
+    for (exclusive, inclusive) in [
+        ("exclusiveMinimum", "minimum"),
+        ("exclusiveMaximum", "maximum"),
+    ] {
+        if let Some(Value::Bool(flag)) = map.get(exclusive).cloned() {
+            map.remove(exclusive);
+            if flag && let Some(bound) = map.remove(inclusive) {
+                map.insert(exclusive.into(), bound);
             }
         }
-        Value::Array(items) => items.iter_mut().for_each(normalize),
-        _ => {}
+    }
+    let read_only: Vec<String> = map
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| {
+            p.iter()
+                .filter(|(_, s)| s.get("readOnly") == Some(&Value::Bool(true)))
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !read_only.is_empty() {
+        if let Some(Value::Object(properties)) = map.get_mut("properties") {
+            properties.retain(|name, _| !read_only.contains(name));
+        }
+        if let Some(Value::Array(required)) = map.get_mut("required") {
+            required.retain(|name| {
+                !name
+                    .as_str()
+                    .is_some_and(|n| read_only.iter().any(|r| r == n))
+            });
+        }
+    }
+}
+
+/// OpenAPI 3.0's `nullable: true` in JSON Schema terms: `null` joins the
+/// `type` (or the `oneOf` / `anyOf` choices when there is no `type`) and
+/// the `enum`, as APIs that mark an enum nullable accept `null` for it.
+fn allow_null(map: &mut Map<String, Value>) {
+    match map.get_mut("type") {
+        Some(Value::String(t)) => {
+            let t = std::mem::take(t);
+            map.insert("type".into(), json!([t, "null"]));
+        }
+        Some(Value::Array(types)) => {
+            if !types.iter().any(|t| t == "null") {
+                types.push(json!("null"));
+            }
+        }
+        _ => {
+            let choice = if map.contains_key("oneOf") {
+                "oneOf"
+            } else {
+                "anyOf"
+            };
+            if let Some(Value::Array(choices)) = map.get_mut(choice) {
+                choices.push(json!({"type": "null"}));
+            }
+        }
+    }
+    if let Some(Value::Array(allowed)) = map.get_mut("enum")
+        && !allowed.contains(&Value::Null)
+    {
+        allowed.push(Value::Null);
     }
 }
 
@@ -546,6 +639,35 @@ fn check_configured_names(api: &OpenApiSource, known: &BTreeSet<&str>) -> Result
         "the configuration names operations that are not operationIds of the document: {}; the document's operationIds are {ids}",
         unknown.join(", ")
     ))
+}
+
+/// At most [`MAX_TOOLS_OFFERED`] operations may become tools.
+fn check_tool_count(api: &OpenApiSource, found: &[FoundOperation<'_>]) -> Result<(), String> {
+    match &api.operations {
+        None if found.len() > MAX_TOOLS_OFFERED => {
+            let examples: Vec<String> = found
+                .iter()
+                .take(2)
+                .map(|o| format!("\"{}\"", o.id))
+                .collect();
+            Err(format!(
+                "the document has {} operations, more than the {MAX_TOOLS_OFFERED} tools an API may offer; \
+                 choose the ones the agent needs with `operations = [...]` (e.g. `operations = [{}]`)",
+                found.len(),
+                examples.join(", ")
+            ))
+        }
+        Some(only) => {
+            let listed = only.iter().collect::<BTreeSet<_>>().len();
+            if listed > MAX_TOOLS_OFFERED {
+                return Err(format!(
+                    "`operations` lists {listed} operations, more than the {MAX_TOOLS_OFFERED} tools an API may offer"
+                ));
+            }
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 /// `base_url`, else the document's first server URL (variables at their
