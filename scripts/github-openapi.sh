@@ -4,16 +4,16 @@
 #
 #  1. fetches the document and Stoplight Prism (both pinned) from npm into
 #     a cache folder, and links the document as
-#     examples/github/api.github.com.json (ignored by git);
+#     bench/github/api.github.com.json (ignored by git);
 #  2. times tools::openapi::operations() on it (the worker crate's
 #     openapi_tools example, release build: fastest of 3) for the three
-#     operations of examples/github/github-issues.toml, prints the size of
+#     operations of bench/github/github-issues.toml, prints the size of
 #     their tools' JSON, and checks that without an allow-list the
 #     document is refused;
 #  3. serves a Prism mock of it with request validation on a free port and
 #     checks that an invalid `issues/create` gets 422 and a valid one 201;
 #  4. starts `countersign dev` (Temporal and search attributes) and a worker
-#     with the agents of examples/github on a task queue of its own, starts
+#     with the agents of bench/github on a task queue of its own, starts
 #     a github-issues run, approves its github.issues/create call, checks
 #     that Prism answered 201 and prints the size of the run's history.
 #     This needs the agent registry (`countersign worker --agents DIR`,
@@ -83,7 +83,7 @@ document="$cache/node_modules/@octokit/openapi/generated/api.github.com.json"
 prism="$cache/node_modules/.bin/prism"
 [[ -s "$document" ]] || countersign_die "$document is missing after npm install"
 [[ -x "$prism" ]] || countersign_die "$prism is missing after npm install"
-ln -sfn "$document" examples/github/api.github.com.json
+ln -sfn "$document" bench/github/api.github.com.json
 echo "document: $document ($(wc -c <"$document") bytes)"
 
 # ---- 2. operations() on it ------------------------------------------------
@@ -176,7 +176,7 @@ export TEMPORAL_ADDRESS="127.0.0.1:$grpc"
 # A queue of its own: the dev stack's worker does not know github-issues.
 queue="github-openapi-$$"
 GITHUB_OPENAPI="$document" GITHUB_API_URL="$prism_url" \
-  setsid "$countersign" worker --agents examples/github --task-queue "$queue" \
+  setsid "$countersign" worker --agents bench/github --task-queue "$queue" \
   >"$state/worker.log" 2>&1 &
 pids+=($!)
 

@@ -6,7 +6,8 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use countersign_policy::EffectClass;
-use countersign_policy::agent::{AgentDefinition, ModelConfig};
+use countersign_policy::agent::{AgentFile, ModelConfig};
+use countersign_policy::catalog::MAX_TOOLS_OFFERED;
 use countersign_policy::catalog::{
     CatalogTool, HttpOperation, HttpParameter, ParameterLocation, ToolBinding, ToolKind,
 };
@@ -15,7 +16,7 @@ use countersign_policy::schema::check_arguments;
 use countersign_policy::sources::OpenApiSource;
 use countersign_worker::model::scripted_turn;
 use countersign_worker::tools::ToolError;
-use countersign_worker::tools::openapi::{MAX_TOOLS_OFFERED, call, fetch_document, operations};
+use countersign_worker::tools::openapi::{call, fetch_document, operations};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::sync::{Arc, Mutex, Once};
@@ -845,9 +846,9 @@ fn operation_names_with_slashes_configure_policy() {
 
 #[test]
 fn the_github_example_agent_calls_a_tool_named_with_a_slash() {
-    let text = include_str!("../../../examples/github/github-issues.toml");
-    let file = Path::new("examples/github/github-issues.toml");
-    let agent = AgentDefinition::from_toml(text, file, Path::new("examples/github"), &|_| None)
+    let text = include_str!("../../../bench/github/github-issues.toml");
+    let file = Path::new("bench/github/github-issues.toml");
+    let agent = AgentFile::from_toml(text, file, Path::new("bench/github"), &|_| None)
         .expect("the example agent file is valid");
     let [api] = &agent.openapi[..] else {
         panic!("one API: {:?}", agent.openapi)
@@ -858,7 +859,7 @@ fn the_github_example_agent_calls_a_tool_named_with_a_slash() {
     );
     assert_eq!(api.base_url.as_deref(), Some("http://127.0.0.1:4010"));
     assert!(
-        Path::new(&api.spec).ends_with("examples/github/api.github.com.json"),
+        Path::new(&api.spec).ends_with("bench/github/api.github.com.json"),
         "{}",
         api.spec
     );

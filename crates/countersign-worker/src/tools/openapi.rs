@@ -19,10 +19,10 @@ use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-/// The most tools one OpenAPI document may offer a model: OpenAI-compatible
-/// APIs take at most 128 functions in a request, and a model chooses worse
-/// among many. A larger document needs an `operations` allow-list.
-pub const MAX_TOOLS_OFFERED: usize = 128;
+// The most tools one OpenAPI document may offer a model (the run's limit,
+// which OpenAI-compatible APIs share): a larger document needs an
+// `operations` allow-list.
+use countersign_policy::catalog::MAX_TOOLS_OFFERED;
 /// How long one request may take when the configuration does not say.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long fetching a document may take.
