@@ -1,10 +1,14 @@
 //! Typed errors of the approvals client.
 
+use countersign_proto::RefusalCode;
 use temporalio_client::errors::{
     WorkflowInteractionError, WorkflowQueryError, WorkflowUpdateError,
 };
+use temporalio_common::protos::temporal::api::failure::v1::{Failure, failure::FailureInfo};
 
-/// Why a call of the approvals client failed.
+/// Why a call of the approvals client failed. A run's refusal arrives with a
+/// machine-readable [`RefusalCode`]; [`ApprovalsError::code`] gives it back,
+/// and the variants follow it (never the message text).
 #[derive(Debug, thiserror::Error)]
 pub enum ApprovalsError {
     /// No such approval (or run).
@@ -13,9 +17,12 @@ pub enum ApprovalsError {
     /// The approval id does not have the `<workflow id>~<suffix>` form.
     #[error("`{0}` is not an approval id (expected `<workflow id>~<suffix>`)")]
     InvalidApprovalId(String),
-    /// The approval was already decided (or expired).
+    /// The approval was already decided.
     #[error("{0}")]
     AlreadyDecided(String),
+    /// The approval expired: nobody decided in time and the call did not run.
+    #[error("{0}")]
+    Expired(String),
     /// The reviewer saw other arguments than the call now waiting has.
     #[error("{0}")]
     StaleArguments(String),
@@ -25,6 +32,12 @@ pub enum ApprovalsError {
     /// Edited arguments do not fit the tool's JSON schema.
     #[error("{0}")]
     InvalidArguments(String),
+    /// The run accepts only decisions signed by a key it trusts.
+    #[error("{0}")]
+    Unsigned(String),
+    /// A field of the decision, or the decision, is over its bound.
+    #[error("{0}")]
+    TooLarge(String),
     /// The run refused the decision for another reason (missing reviewer, bad kind, ...).
     #[error("decision refused: {0}")]
     Rejected(String),
@@ -39,26 +52,63 @@ pub enum ApprovalsError {
     Temporal(String),
 }
 
-/// Sorts a rejection message from the run's validator into its kind.
-pub(crate) fn from_rejection(message: String) -> ApprovalsError {
-    if message.starts_with("unknown approval id") {
-        ApprovalsError::NotFound(message)
-    } else if message.contains("already decided") || message.contains("expired") {
-        ApprovalsError::AlreadyDecided(message)
-    } else if message.starts_with("stale argumentsSha256") {
-        ApprovalsError::StaleArguments(message)
-    } else if message.starts_with("not allowed:") {
-        ApprovalsError::NotAllowed(message)
-    } else if message.starts_with("edited arguments do not fit") {
-        ApprovalsError::InvalidArguments(message)
-    } else {
-        ApprovalsError::Rejected(message)
+impl ApprovalsError {
+    /// The run's refusal code, for a refusal (`None` for the client's own
+    /// errors and Temporal's).
+    pub fn code(&self) -> Option<RefusalCode> {
+        Some(match self {
+            ApprovalsError::NotFound(_) => RefusalCode::NotFound,
+            ApprovalsError::AlreadyDecided(_) => RefusalCode::AlreadyDecided,
+            ApprovalsError::Expired(_) => RefusalCode::Expired,
+            ApprovalsError::StaleArguments(_) => RefusalCode::StaleArguments,
+            ApprovalsError::NotAllowed(_) => RefusalCode::NotAllowed,
+            ApprovalsError::InvalidArguments(_) => RefusalCode::InvalidArguments,
+            ApprovalsError::Unsigned(_) => RefusalCode::Unsigned,
+            ApprovalsError::TooLarge(_) => RefusalCode::TooLarge,
+            ApprovalsError::Rejected(_) => RefusalCode::Invalid,
+            ApprovalsError::InvalidApprovalId(_)
+            | ApprovalsError::InvalidDecision(_)
+            | ApprovalsError::Connection(_)
+            | ApprovalsError::Temporal(_) => return None,
+        })
     }
+}
+
+/// The error for a run's refusal with `code` and `message`.
+pub fn from_refusal(code: RefusalCode, message: String) -> ApprovalsError {
+    match code {
+        RefusalCode::NotFound => ApprovalsError::NotFound(message),
+        RefusalCode::AlreadyDecided => ApprovalsError::AlreadyDecided(message),
+        RefusalCode::Expired => ApprovalsError::Expired(message),
+        RefusalCode::StaleArguments => ApprovalsError::StaleArguments(message),
+        RefusalCode::NotAllowed => ApprovalsError::NotAllowed(message),
+        RefusalCode::InvalidArguments => ApprovalsError::InvalidArguments(message),
+        RefusalCode::Unsigned => ApprovalsError::Unsigned(message),
+        RefusalCode::TooLarge => ApprovalsError::TooLarge(message),
+        RefusalCode::Invalid | RefusalCode::Unspecified => ApprovalsError::Rejected(message),
+    }
+}
+
+/// The refusal code a run's validator put on its rejection: the application
+/// failure type of the failure's cause (`REFUSAL_CODE_*`).
+fn refusal_code(failure: &Failure) -> RefusalCode {
+    failure
+        .cause
+        .as_deref()
+        .and_then(|cause| match &cause.failure_info {
+            Some(FailureInfo::ApplicationFailureInfo(info)) => {
+                RefusalCode::from_str_name(&info.r#type)
+            }
+            _ => None,
+        })
+        .unwrap_or(RefusalCode::Unspecified)
 }
 
 pub(crate) fn from_update(e: WorkflowUpdateError, approval_id: &str) -> ApprovalsError {
     match e {
-        WorkflowUpdateError::Failed(failure) => from_rejection(failure.message.clone()),
+        WorkflowUpdateError::Failed(failure) => {
+            from_refusal(refusal_code(&failure), failure.message.clone())
+        }
         WorkflowUpdateError::NotFound(_) => ApprovalsError::NotFound(format!(
             "approval `{approval_id}`: its run does not exist or has closed"
         )),

@@ -1,5 +1,5 @@
-//! The names the outside world relies on (design.md §3): task queue, workflow
-//! type, update, signal, queries and search attributes. The worker registers
+//! The names the outside world relies on: task queue, workflow type,
+//! update, signal, queries, search attributes, and the bounds of a decision. The worker registers
 //! them and every client addresses them through these constants.
 
 /// The default task queue.
@@ -41,7 +41,23 @@ pub const SEARCH_ATTRIBUTES: [(&str, &str); 5] = [
 /// a whole rather than cut.
 pub const MAX_REASON_CHARS: usize = 2000;
 
-/// The largest decision (as JSON) a Countersign client sends. Temporal's
+/// The longest approval id a decision may name: a workflow id (Temporal's
+/// default limit is 1,000 characters), `~` and a suffix.
+pub const MAX_APPROVAL_ID_CHARS: usize = 1024;
+/// The longest reviewer id a decision may name.
+pub const MAX_REVIEWER_CHARS: usize = 256;
+/// The largest edited arguments a decision may carry, as canonical JSON.
+pub const MAX_EDITED_ARGUMENTS_BYTES: usize = 64 * 1024;
+/// How many refused decisions a run keeps in its state (the latest ones);
+/// the rest are counted in `RunState.rejected_decisions_dropped`. With every
+/// field bounded, no sequence of signals can grow a run past Temporal's
+/// payload limits.
+pub const MAX_REJECTED_RECORDS: usize = 50;
+/// How many characters of a refused value a refusal message quotes.
+pub const MAX_QUOTED_CHARS: usize = 64;
+
+/// The largest decision (as JSON) a Countersign client sends, and a run
+/// takes (a larger signal is recorded as refused, a larger update refused). Temporal's
 /// default blob limit is 2 MiB, and the SDK echoes a rejected update's whole
 /// request in the worker's reply: an update near that limit would fail the
 /// run's workflow task instead of being refused. This keeps every decision

@@ -65,14 +65,14 @@ impl From<ApprovalsError> for Problem {
         let status = match &e {
             ApprovalsError::NotFound(_) => StatusCode::NOT_FOUND,
             ApprovalsError::InvalidApprovalId(_) => StatusCode::NOT_FOUND,
-            ApprovalsError::AlreadyDecided(_) | ApprovalsError::StaleArguments(_) => {
-                StatusCode::CONFLICT
-            }
+            ApprovalsError::AlreadyDecided(_)
+            | ApprovalsError::Expired(_)
+            | ApprovalsError::StaleArguments(_) => StatusCode::CONFLICT,
             ApprovalsError::InvalidArguments(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApprovalsError::NotAllowed(_) => StatusCode::FORBIDDEN,
-            ApprovalsError::Rejected(_) | ApprovalsError::InvalidDecision(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            ApprovalsError::NotAllowed(_) | ApprovalsError::Unsigned(_) => StatusCode::FORBIDDEN,
+            ApprovalsError::Rejected(_)
+            | ApprovalsError::InvalidDecision(_)
+            | ApprovalsError::TooLarge(_) => StatusCode::BAD_REQUEST,
             ApprovalsError::Connection(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApprovalsError::Temporal(_) => StatusCode::BAD_GATEWAY,
         };

@@ -453,7 +453,7 @@ async fn checked_approval(
 /// What an approvals error means to the person who clicked.
 fn error_text(approval_id: &str, e: &ApprovalsError) -> String {
     match e {
-        ApprovalsError::AlreadyDecided(message) => format!(
+        ApprovalsError::AlreadyDecided(message) | ApprovalsError::Expired(message) => format!(
             "Too late: this approval was already decided or has expired ({}).",
             escape(message)
         ),

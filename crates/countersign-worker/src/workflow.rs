@@ -21,7 +21,7 @@ use countersign_policy::catalog::{CatalogTool, MAX_TOOLS_OFFERED, ToolBinding};
 use countersign_policy::run::{AgentRunInput, AgentSpec, CarriedState, InputError, RunRequest};
 use countersign_policy::schema::check_arguments;
 use countersign_policy::{Agent, RunMode};
-use countersign_proto::contract::{self, APPROVAL_ID_SEPARATOR};
+use countersign_proto::contract::{self, APPROVAL_ID_SEPARATOR, MAX_DECISION_BYTES};
 use countersign_proto::{
     ApprovalState, Decision, DecisionOutcome, PendingApproval, RunState, RunStatus, ToolCall,
     ToolRef, TranscriptEntry, arguments_sha256, json_to_struct, struct_to_json,
@@ -283,10 +283,10 @@ impl AgentRun {
         _ctx: &WorkflowContextView,
         decision: &Decision,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        decisions::check_reason(decision)?;
-        self.check_decision(decision)
-            .map(|_| ())
-            .map_err(|rejection| rejection.into())
+        decisions::check_reason(decision)
+            .and_then(|()| decisions::check_bounds(decision))
+            .and_then(|()| self.check_decision(decision).map(|_| ()))
+            .map_err(|refusal| decisions::RefusedUpdate::from(refusal).into())
     }
 
     /// Takes a reviewer's decision and answers with its outcome.
@@ -305,18 +305,31 @@ impl AgentRun {
     #[signal]
     pub fn approval_decision(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
         let now = ctx.workflow_time();
+        // Runs recorded before these limits took any size; each marker is
+        // written only when a decision over the limit arrives.
+        let size = decisions::signal_payload_size(&payload);
+        if size > MAX_DECISION_BYTES && ctx.patched(PATCH_BOUND_DECISION_FIELDS) {
+            let refusal = decisions::Refusal::too_large(format!(
+                "the decision is too large ({size} bytes; at most {MAX_DECISION_BYTES}); it was not read"
+            ));
+            self.record_malformed(refusal, now);
+            return;
+        }
         match decisions::decode_signal_payload(&payload) {
-            // Runs recorded before the limit accepted any reason; the
-            // marker is written only when a reason is too long.
-            Ok(decision) => match decisions::check_reason(&decision) {
-                Err(problem) if ctx.patched(PATCH_LIMIT_REASON_LENGTH) => {
-                    self.reject(decision, problem, now, "signal");
-                }
-                _ => {
+            Ok(decision) => {
+                if let Err(refusal) = decisions::check_reason(&decision)
+                    && ctx.patched(PATCH_LIMIT_REASON_LENGTH)
+                {
+                    self.reject(decision, refusal, now, "signal");
+                } else if let Err(refusal) = decisions::check_bounds(&decision)
+                    && ctx.patched(PATCH_BOUND_DECISION_FIELDS)
+                {
+                    self.reject(decision, refusal, now, "signal");
+                } else {
                     self.apply_decision(decision, now, "signal");
                 }
-            },
-            Err(problem) => self.record_malformed(problem, now),
+            }
+            Err(refusal) => self.record_malformed(refusal, now),
         }
     }
 
@@ -445,6 +458,9 @@ fn plan_calls(
 
 /// Records a new workflow marker in histories that take the newer path.
 const PATCH_REFUSE_UNKNOWN_TOOLS: &str = "refuse-unknown-tools";
+/// Refuses a signalled decision with a field over its bound, or over
+/// [`MAX_DECISION_BYTES`] as a whole (earlier runs accepted them).
+const PATCH_BOUND_DECISION_FIELDS: &str = "bound-decision-fields";
 /// Refuses a signalled decision whose reason exceeds
 /// [`countersign_proto::contract::MAX_REASON_CHARS`] (earlier runs accepted it).
 const PATCH_LIMIT_REASON_LENGTH: &str = "limit-reason-length";

@@ -5,36 +5,161 @@
 use super::{AgentRun, Resolution, approval_arguments, format_duration, timestamp};
 use countersign_policy::EffectClass;
 use countersign_policy::schema::check_arguments;
-use countersign_proto::contract::MAX_REASON_CHARS;
+use countersign_proto::contract::{
+    MAX_APPROVAL_ID_CHARS, MAX_DECISION_BYTES, MAX_EDITED_ARGUMENTS_BYTES, MAX_QUOTED_CHARS,
+    MAX_REASON_CHARS, MAX_REJECTED_RECORDS, MAX_REVIEWER_CHARS,
+};
 use countersign_proto::{
     ApprovalState, Decision, DecisionKind, DecisionOutcome, DecisionRecord, DecisionScope,
-    PendingApproval, StickyApproval, struct_to_json,
+    PendingApproval, RefusalCode, StickyApproval, struct_to_json,
 };
 use std::time::{Duration, SystemTime};
 use temporalio_common::data_converters::RawValue;
+use temporalio_sdk::ApplicationFailure;
 
-/// Why a decision was not taken; the text goes back to the sender (update) or
-/// into the audit trail (signal).
-pub(super) type Rejection = String;
+/// Why a decision was not taken: a code for programs and a message for
+/// people. The message goes back to the sender (update) or into the audit
+/// trail (signal); it quotes at most [`MAX_QUOTED_CHARS`] of any value sent.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Refusal {
+    pub(super) code: RefusalCode,
+    pub(super) message: String,
+}
+
+impl Refusal {
+    fn new(code: RefusalCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(super) fn too_large(message: impl Into<String>) -> Self {
+        Self::new(RefusalCode::TooLarge, message)
+    }
+
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(RefusalCode::Invalid, message)
+    }
+}
+
+/// A refusal as the update validator's error: the message, with the code as
+/// the application failure type of its cause, so clients read the code
+/// without parsing the message.
+#[derive(Debug)]
+pub(super) struct RefusedUpdate {
+    message: String,
+    code: ApplicationFailure,
+}
+
+impl From<Refusal> for RefusedUpdate {
+    fn from(refusal: Refusal) -> Self {
+        let name = refusal.code.as_str_name();
+        Self {
+            code: ApplicationFailure::builder(name)
+                .type_name(name.to_string())
+                .non_retryable(true)
+                .build(),
+            message: refusal.message,
+        }
+    }
+}
+
+impl std::fmt::Display for RefusedUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RefusedUpdate {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.code)
+    }
+}
+
+/// A value sent to the run, quoted in a message: at most [`MAX_QUOTED_CHARS`].
+pub(super) fn quoted(text: &str) -> String {
+    countersign_policy::agent::excerpt(text, MAX_QUOTED_CHARS)
+}
 
 /// Refuses a reason longer than [`MAX_REASON_CHARS`].
-pub(super) fn check_reason(d: &Decision) -> Result<(), Rejection> {
+pub(super) fn check_reason(d: &Decision) -> Result<(), Refusal> {
     let length = d.reason.chars().count();
     if length > MAX_REASON_CHARS {
-        return Err(format!(
+        return Err(Refusal::too_large(format!(
             "reason is too long ({length} characters; at most {MAX_REASON_CHARS})"
-        ));
+        )));
     }
     Ok(())
 }
 
-/// Decodes a signal payload as a proto3-JSON `Decision`.
-pub(super) fn decode_signal_payload(payload: &RawValue) -> Result<Decision, Rejection> {
+/// Refuses a decision whose fields (other than the reason, see
+/// [`check_reason`]) are over their bounds or malformed: the approval id,
+/// the reviewer, the hash, the scope and kind, the edited arguments, and
+/// the whole decision. Nothing refused here is quoted whole.
+pub(super) fn check_bounds(d: &Decision) -> Result<(), Refusal> {
+    let chars = |text: &str| text.chars().count();
+    if chars(&d.approval_id) > MAX_APPROVAL_ID_CHARS {
+        return Err(Refusal::too_large(format!(
+            "approvalId is too long ({} characters; at most {MAX_APPROVAL_ID_CHARS})",
+            chars(&d.approval_id)
+        )));
+    }
+    if chars(&d.reviewer) > MAX_REVIEWER_CHARS {
+        return Err(Refusal::too_large(format!(
+            "reviewer is too long ({} characters; at most {MAX_REVIEWER_CHARS})",
+            chars(&d.reviewer)
+        )));
+    }
+    if d.reviewer.chars().any(char::is_control) {
+        return Err(Refusal::invalid(
+            "reviewer must be one line without control characters",
+        ));
+    }
+    if !d.arguments_sha256.is_empty()
+        && (d.arguments_sha256.len() != 64
+            || !d.arguments_sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(Refusal::invalid(format!(
+            "argumentsSha256 must be 64 hex digits (or absent), got `{}`",
+            quoted(&d.arguments_sha256)
+        )));
+    }
+    if DecisionKind::try_from(d.kind).is_err() {
+        return Err(Refusal::invalid(
+            "kind must be DECISION_KIND_APPROVE or DECISION_KIND_DENY",
+        ));
+    }
+    if DecisionScope::try_from(d.scope).is_err() {
+        return Err(Refusal::invalid(
+            "scope must be DECISION_SCOPE_ONCE or DECISION_SCOPE_RUN (or absent)",
+        ));
+    }
+    if let Some(edited) = &d.edited_arguments {
+        let size = countersign_proto::canonical_json(&struct_to_json(edited)).len();
+        if size > MAX_EDITED_ARGUMENTS_BYTES {
+            return Err(Refusal::too_large(format!(
+                "editedArguments are too large ({size} bytes as JSON; at most {MAX_EDITED_ARGUMENTS_BYTES})"
+            )));
+        }
+    }
+    let size = serde_json::to_vec(d).map_or(usize::MAX, |json| json.len());
+    if size > MAX_DECISION_BYTES {
+        return Err(Refusal::too_large(format!(
+            "the decision is too large ({size} bytes as JSON; at most {MAX_DECISION_BYTES})"
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes a signal payload as a proto3-JSON `Decision`. A payload over
+/// [`MAX_DECISION_BYTES`] is refused before it is read.
+pub(super) fn decode_signal_payload(payload: &RawValue) -> Result<Decision, Refusal> {
     let [first] = payload.payloads.as_slice() else {
-        return Err(format!(
+        return Err(Refusal::invalid(format!(
             "malformed decision: expected one JSON payload, got {}",
             payload.payloads.len()
-        ));
+        )));
     };
     let encoding = first
         .metadata
@@ -42,11 +167,23 @@ pub(super) fn decode_signal_payload(payload: &RawValue) -> Result<Decision, Reje
         .map(|e| String::from_utf8_lossy(e).into_owned())
         .unwrap_or_default();
     if encoding != "json/plain" {
-        return Err(format!(
-            "malformed decision: expected a json/plain payload, got encoding `{encoding}`"
-        ));
+        return Err(Refusal::invalid(format!(
+            "malformed decision: expected a json/plain payload, got encoding `{}`",
+            quoted(&encoding)
+        )));
     }
-    serde_json::from_slice::<Decision>(&first.data).map_err(|e| format!("malformed decision: {e}"))
+    serde_json::from_slice::<Decision>(&first.data).map_err(|e| {
+        Refusal::invalid(format!(
+            "malformed decision: {}",
+            countersign_policy::agent::excerpt(&e.to_string(), 200)
+        ))
+    })
+}
+
+/// The size of a signal's payload, to refuse one over [`MAX_DECISION_BYTES`]
+/// before decoding it.
+pub(super) fn signal_payload_size(payload: &RawValue) -> usize {
+    payload.payloads.iter().map(|p| p.data.len()).sum()
 }
 
 impl AgentRun {
@@ -78,22 +215,30 @@ impl AgentRun {
     }
 
     /// Checks a decision against the run's state; `Ok` is the approval it decides.
-    pub(super) fn check_decision(&self, d: &Decision) -> Result<&PendingApproval, Rejection> {
+    pub(super) fn check_decision(&self, d: &Decision) -> Result<&PendingApproval, Refusal> {
+        use RefusalCode::*;
         if d.approval_id.is_empty() {
-            return Err("approvalId is required".into());
+            return Err(Refusal::invalid("approvalId is required"));
         }
         let Some(approval) = self.approval(&d.approval_id) else {
-            return Err(format!(
-                "unknown approval id `{}` in run `{}`",
-                d.approval_id, self.state.workflow_id
+            return Err(Refusal::new(
+                NotFound,
+                format!(
+                    "unknown approval id `{}` in run `{}`",
+                    quoted(&d.approval_id),
+                    self.state.workflow_id
+                ),
             ));
         };
         match approval.state() {
             ApprovalState::Pending => {}
             ApprovalState::Expired => {
-                return Err(format!(
-                    "approval `{}` expired: nobody decided in time and the call did not run",
-                    d.approval_id
+                return Err(Refusal::new(
+                    Expired,
+                    format!(
+                        "approval `{}` expired: nobody decided in time and the call did not run",
+                        d.approval_id
+                    ),
                 ));
             }
             decided => {
@@ -105,86 +250,106 @@ impl AgentRun {
                     .find(|r| r.approval_id == d.approval_id && r.accepted)
                     .map(|r| format!(" by {}", r.reviewer))
                     .unwrap_or_default();
-                return Err(format!(
-                    "approval `{}` was already decided{by}: {}",
-                    d.approval_id,
-                    decided.as_str_name()
+                return Err(Refusal::new(
+                    AlreadyDecided,
+                    format!(
+                        "approval `{}` was already decided{by}: {}",
+                        d.approval_id,
+                        decided.as_str_name()
+                    ),
                 ));
             }
         }
         if d.kind() == DecisionKind::Unspecified {
-            return Err("kind must be DECISION_KIND_APPROVE or DECISION_KIND_DENY".into());
+            return Err(Refusal::invalid(
+                "kind must be DECISION_KIND_APPROVE or DECISION_KIND_DENY",
+            ));
         }
         if d.reviewer.trim().is_empty() {
-            return Err("reviewer is required: every decision names who took it".into());
+            return Err(Refusal::invalid(
+                "reviewer is required: every decision names who took it",
+            ));
         }
         let reviewer = d.reviewer.trim();
         if !approval.approvers.is_empty() && !approval.approvers.iter().any(|r| r == reviewer) {
-            return Err(format!(
-                "not allowed: `{reviewer}` is not in the approver groups of this call ({})",
-                approval.approver_groups.join(", ")
+            return Err(Refusal::new(
+                NotAllowed,
+                format!(
+                    "not allowed: `{}` is not in the approver groups of this call ({})",
+                    quoted(reviewer),
+                    approval.approver_groups.join(", ")
+                ),
             ));
         }
         if d.kind() == DecisionKind::Approve
             && approval.separation_of_duties
             && reviewer == approval.requester
         {
-            return Err(format!(
-                "not allowed: separation of duties: `{reviewer}` asked for this run and cannot approve its calls"
+            return Err(Refusal::new(
+                NotAllowed,
+                format!(
+                    "not allowed: separation of duties: `{reviewer}` asked for this run and cannot approve its calls"
+                ),
             ));
         }
         if d.kind() == DecisionKind::Approve
             && approval.approvals_given.iter().any(|r| r == reviewer)
         {
-            return Err(format!(
-                "already approved by {reviewer}: {} of {} approvals given; the others must come from other reviewers",
-                approval.approvals_given.len(),
-                approval.required_approvals
+            return Err(Refusal::new(
+                NotAllowed,
+                format!(
+                    "already approved by {reviewer}: {} of {} approvals given; the others must come from other reviewers",
+                    approval.approvals_given.len(),
+                    approval.required_approvals
+                ),
             ));
         }
         if approval.required_approvals > 1 && d.edited_arguments.is_some() {
-            return Err(format!(
+            return Err(Refusal::invalid(format!(
                 "editedArguments are refused on a call that needs {} approvers: they would change what the others approve",
                 approval.required_approvals
-            ));
+            )));
         }
         if !d.arguments_sha256.is_empty() && d.arguments_sha256 != approval.arguments_sha256 {
-            return Err(format!(
-                "stale argumentsSha256: the reviewer saw arguments hashing to {}, the call waiting has {}",
-                d.arguments_sha256, approval.arguments_sha256
+            return Err(Refusal::new(
+                StaleArguments,
+                format!(
+                    "stale argumentsSha256: the reviewer saw arguments hashing to {}, the call waiting has {}",
+                    d.arguments_sha256, approval.arguments_sha256
+                ),
             ));
         }
         if d.scope() == DecisionScope::Run && d.kind() == DecisionKind::Approve {
             if approval.effect_class == EffectClass::Money.as_str() {
-                return Err(
-                    "scope DECISION_SCOPE_RUN is never allowed for money: each payment is approved on its own"
-                        .into(),
-                );
+                return Err(Refusal::invalid(
+                    "scope DECISION_SCOPE_RUN is never allowed for money: each payment is approved on its own",
+                ));
             }
             if approval.required_approvals > 1 {
-                return Err(
-                    "scope DECISION_SCOPE_RUN is refused on a call that needs several approvers"
-                        .into(),
-                );
+                return Err(Refusal::invalid(
+                    "scope DECISION_SCOPE_RUN is refused on a call that needs several approvers",
+                ));
             }
             if d.edited_arguments.is_some() {
-                return Err(
-                    "scope DECISION_SCOPE_RUN approves the tool as the model calls it; it cannot carry editedArguments"
-                        .into(),
-                );
+                return Err(Refusal::invalid(
+                    "scope DECISION_SCOPE_RUN approves the tool as the model calls it; it cannot carry editedArguments",
+                ));
             }
         }
         if let Some(edited) = &d.edited_arguments {
             if d.kind() == DecisionKind::Deny {
-                return Err("editedArguments only go with an approval".into());
+                return Err(Refusal::invalid("editedArguments only go with an approval"));
             }
             let tool = approval.tool.as_ref().and_then(|t| self.tool(&t.name));
             if let Some(tool) = tool {
                 check_arguments(&tool.input_schema, &struct_to_json(edited)).map_err(
                     |problem| {
-                        format!(
-                            "edited arguments do not fit the tool `{}`: {problem}",
-                            tool.name
+                        Refusal::new(
+                            InvalidArguments,
+                            format!(
+                                "edited arguments do not fit the tool `{}`: {problem}",
+                                tool.name
+                            ),
                         )
                     },
                 )?;
@@ -193,31 +358,50 @@ impl AgentRun {
         Ok(approval)
     }
 
-    /// Applies a decision if it passes the checks; records it either way.
-    /// Records a decision refused before judging (a reason too long), keeping
-    /// only an excerpt of what it carried.
+    /// Records a decision refused before judging (a field over its bound),
+    /// keeping only excerpts of what it carried.
     pub(super) fn reject(
         &mut self,
         d: Decision,
-        problem: Rejection,
+        refusal: Refusal,
         now: Option<SystemTime>,
         channel: &str,
     ) {
         let state = self
             .approval(&d.approval_id)
             .map_or(ApprovalState::Unspecified, |a| a.state());
-        self.state.decisions.push(DecisionRecord {
-            approval_id: d.approval_id,
+        self.push_record(DecisionRecord {
+            approval_id: quoted(&d.approval_id),
             kind: d.kind,
-            reviewer: d.reviewer,
-            reason: d.reason.chars().take(MAX_REASON_CHARS).collect(),
+            reviewer: quoted(&d.reviewer),
+            reason: countersign_policy::agent::excerpt(&d.reason, MAX_QUOTED_CHARS * 4),
             decided_at: now.map(timestamp),
             channel: channel.to_string(),
             accepted: false,
-            message: problem,
+            message: refusal.message,
+            code: refusal.code as i32,
             resulting_state: state as i32,
             ..Default::default()
         });
+    }
+
+    /// Adds a record to the audit trail. Refused decisions are capped at
+    /// [`MAX_REJECTED_RECORDS`] (the oldest go, counted in
+    /// `rejected_decisions_dropped`); accepted ones and timer records are
+    /// bounded by the approvals themselves and always kept.
+    fn push_record(&mut self, record: DecisionRecord) {
+        let refused = !record.accepted;
+        self.state.decisions.push(record);
+        if !refused {
+            return;
+        }
+        let kept = self.state.decisions.iter().filter(|r| !r.accepted).count();
+        if kept > MAX_REJECTED_RECORDS
+            && let Some(oldest) = self.state.decisions.iter().position(|r| !r.accepted)
+        {
+            self.state.decisions.remove(oldest);
+            self.state.rejected_decisions_dropped += 1;
+        }
     }
 
     pub(super) fn apply_decision(
@@ -242,12 +426,14 @@ impl AgentRun {
             scope: d.scope,
             ..Default::default()
         };
-        let (accepted, state, message) = match self.check_decision(&d) {
-            Err(rejection) => {
+        let (accepted, state, message, code) = match self.check_decision(&d) {
+            Err(refusal) => {
                 let current = self
                     .approval(&d.approval_id)
                     .map_or(ApprovalState::Unspecified, |a| a.state());
-                (false, current, rejection)
+                // A refused record keeps what identifies it, not what it carried.
+                record.edited_arguments = None;
+                (false, current, refusal.message, refusal.code)
             }
             Ok(approval) => {
                 let given = approval.approvals_given.len() as u32 + 1;
@@ -285,19 +471,26 @@ impl AgentRun {
                         approval.approvals_given.push(reviewer.clone());
                     }
                 }
-                (true, new_state, format!("{verb} by {reviewer}"))
+                (
+                    true,
+                    new_state,
+                    format!("{verb} by {reviewer}"),
+                    RefusalCode::Unspecified,
+                )
             }
         };
         record.accepted = accepted;
         record.message = message.clone();
         record.resulting_state = state as i32;
+        record.code = code as i32;
         let outcome = DecisionOutcome {
             accepted,
             state: state as i32,
             message,
             approval_id: d.approval_id.clone(),
+            code: code as i32,
         };
-        self.state.decisions.push(record);
+        self.push_record(record);
         outcome
     }
 
@@ -395,10 +588,11 @@ impl AgentRun {
     }
 
     /// Records a signal payload that was not a decision at all.
-    pub(super) fn record_malformed(&mut self, problem: Rejection, now: Option<SystemTime>) {
-        self.state.decisions.push(DecisionRecord {
+    pub(super) fn record_malformed(&mut self, refusal: Refusal, now: Option<SystemTime>) {
+        self.push_record(DecisionRecord {
             accepted: false,
-            message: problem,
+            message: refusal.message,
+            code: refusal.code as i32,
             decided_at: now.map(timestamp),
             channel: "signal".into(),
             ..Default::default()
