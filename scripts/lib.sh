@@ -90,3 +90,22 @@ countersign_ensure_chromium() {
   rm -f "$log"
   hash -r
 }
+
+# Makes the official Temporal Python SDK available to the end-to-end tests
+# (tests/python/requirements.txt, in a venv under the cargo target folder)
+# and exports COUNTERSIGN_PYTHON, the interpreter to run tests/python/*.py
+# with. Not fatal here: the tests that need it fail with this function's
+# name when it is missing.
+countersign_ensure_python_sdk() {
+  local root target venv
+  root="$(countersign_root)"
+  target="${CARGO_TARGET_DIR:-$root/target}"
+  venv="$target/python-sdk"
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import temporalio' 2>/dev/null; then
+    echo "countersign: setting up the Temporal Python SDK in $venv (tests/python/requirements.txt)" >&2
+    python3 -m venv "$venv" \
+      && "$venv/bin/pip" install --quiet -r "$root/tests/python/requirements.txt" \
+      || { echo "countersign: could not install the Temporal Python SDK; tests that use it will fail" >&2; return 0; }
+  fi
+  export COUNTERSIGN_PYTHON="$venv/bin/python"
+}

@@ -11,5 +11,6 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 countersign_require_cargo
 countersign_ensure_temporal
 countersign_ensure_chromium
+countersign_ensure_python_sdk
 cd "$(countersign_root)"
 exec cargo test --workspace --all-targets "$@"

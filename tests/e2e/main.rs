@@ -1,6 +1,7 @@
 mod child_runs;
 mod compose;
 mod dashboard;
+mod decision_bounds;
 mod examples;
 mod gate_bypass;
 mod gated_runs;
