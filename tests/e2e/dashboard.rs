@@ -76,12 +76,16 @@ secure_cookies = {secure_cookies}
     Ok(ServerConfig::from_toml(&text, Path::new("server.toml"))?)
 }
 
+fn server_state(env: &TestEnv, secure_cookies: bool) -> Result<AppState> {
+    Ok(AppState::new(
+        env.approvals.clone(),
+        server_config(secure_cookies)?,
+        env.task_queue.clone(),
+    )?)
+}
+
 fn server(env: &TestEnv, secure_cookies: bool) -> Result<Router> {
-    Ok(countersign_server::app(AppState {
-        approvals: env.approvals.clone(),
-        config: Arc::new(server_config(secure_cookies)?),
-        task_queue: env.task_queue.clone(),
-    }))
+    Ok(countersign_server::app(server_state(env, secure_cookies)?))
 }
 
 /// A response, read whole.
@@ -271,8 +275,16 @@ async fn dashboard_sign_in_sets_a_strict_session_cookie() -> Result<()> {
         .into_iter()
         .find(|c| c.starts_with("countersign_session="))
         .context("no session cookie")?;
-    assert!(set.starts_with(&format!("countersign_session={BOB_TOKEN};")));
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+    // The cookie is a signed session, never the token (nor its hash).
+    let value = set
+        .trim_start_matches("countersign_session=")
+        .split(';')
+        .next()
+        .unwrap_or_default();
+    assert!(value.contains('.'), "{set}");
+    assert!(!set.contains(BOB_TOKEN), "{set}");
+    assert!(!set.contains(&token_sha256(BOB_TOKEN)), "{set}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
         assert!(set.contains(attribute), "{set}");
     }
     assert!(!set.contains("Secure"), "{set}");
@@ -305,6 +317,154 @@ async fn dashboard_sign_in_sets_a_strict_session_cookie() -> Result<()> {
             .iter()
             .any(|c| c.starts_with("countersign_session=;") && c.contains("Max-Age=0"))
     );
+    Ok(())
+}
+
+/// Whether the dashboard refuses `cookie` (`countersign_session=<value>`):
+/// `GET /` goes to the sign-in form and clears it, and a decision POST with
+/// the CSRF token derived from it gets the 401 "Signed out" page.
+async fn refuses_session(app: &Router, cookie: &str) -> Result<()> {
+    let page = send(app, get("/", Some(cookie))).await?;
+    ensure!(
+        page.status == StatusCode::SEE_OTHER && page.location() == "/login",
+        "GET / with {cookie}: {} {}",
+        page.status,
+        page.location()
+    );
+    ensure!(
+        page.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("countersign_session=;") && c.contains("Max-Age=0")),
+        "the refused cookie is not cleared: {:?}",
+        page.set_cookies()
+    );
+    let value = cookie.trim_start_matches("countersign_session=");
+    let csrf = countersign_server::dashboard::csrf_token(value);
+    let page = send(
+        app,
+        post(
+            &decide_path("nobody-waits~00000000", "deny"),
+            Some(cookie),
+            &[("csrf", &csrf), ("reason", "forged")],
+            &[],
+        ),
+    )
+    .await?;
+    ensure!(
+        page.status == StatusCode::UNAUTHORIZED && page.body.contains("Signed out"),
+        "POST with {cookie}: {} {}",
+        page.status,
+        page.body
+    );
+    Ok(())
+}
+
+/// A fresh environment variable name, set to `value` for this test only.
+fn unique_env(label: &str, value: &str) -> String {
+    let name = unique(&format!("COUNTERSIGN_E2E_{label}"))
+        .to_uppercase()
+        .replace('-', "_");
+    // SAFETY: the name is unique to this call, so no other thread reads or
+    // writes this variable while it is set; std's environment lock orders
+    // the write with concurrent std::env reads of other variables.
+    unsafe { std::env::set_var(&name, value) };
+    name
+}
+
+#[tokio::test]
+async fn dashboard_sessions_are_signed_expire_and_end_with_their_reviewer() -> Result<()> {
+    let env = TestEnv::new("dash-session").await?;
+    let state = server_state(&env, false)?;
+    let app = countersign_server::app(state.clone());
+    let session = sign_in(&app, BOB_TOKEN).await?;
+    let value = session
+        .trim_start_matches("countersign_session=")
+        .to_string();
+    assert_eq!(
+        send(&app, get("/", Some(&session))).await?.status,
+        StatusCode::OK
+    );
+    let bob = state
+        .config
+        .reviewer_by_id("bob@example.com")
+        .context("bob")?
+        .clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+
+    // The raw token (what the cookie used to hold) is no session.
+    refuses_session(&app, &format!("countersign_session={BOB_TOKEN}")).await?;
+    // Tampered: another reviewer's payload (id and expiry), bob's signature kept.
+    let (payload, tag) = value.split_once('.').context("no signature")?;
+    let carol = state
+        .config
+        .reviewer_by_id("carol@example.com")
+        .context("carol")?;
+    let carol_session = state.sessions.issue(carol, now + 3600);
+    let (carol_payload, _) = carol_session.split_once('.').context("no signature")?;
+    refuses_session(&app, &format!("countersign_session={carol_payload}.{tag}")).await?;
+    // Tampered: one character of the signature changed.
+    let mut flipped = tag.to_string();
+    let last = if flipped.ends_with('A') { "B" } else { "A" };
+    flipped.replace_range(flipped.len() - 1.., last);
+    refuses_session(&app, &format!("countersign_session={payload}.{flipped}")).await?;
+    // Forged: signed with another key (another server, or this one before a
+    // restart without `session_key_env`).
+    let forged = server_state(&env, false)?.sessions.issue_now(&bob);
+    refuses_session(&app, &format!("countersign_session={forged}")).await?;
+    // Expired: signed by this server, but its time is up.
+    let expired = state.sessions.issue(&bob, now - 1);
+    refuses_session(&app, &format!("countersign_session={expired}")).await?;
+    // Bob removed from the config (same key): his sessions end.
+    let mut without_bob = (*state.config).clone();
+    without_bob.reviewers.retain(|r| r.id != bob.id);
+    let revoked = countersign_server::app(AppState {
+        config: Arc::new(without_bob),
+        ..state.clone()
+    });
+    refuses_session(&revoked, &session).await?;
+    // Bob given a new token (same key): sessions made with the old one end.
+    let mut rotated = (*state.config).clone();
+    for reviewer in &mut rotated.reviewers {
+        if reviewer.id == bob.id {
+            reviewer.token_sha256 = token_sha256("bob-new-token");
+        }
+    }
+    let rotated = countersign_server::app(AppState {
+        config: Arc::new(rotated),
+        ..state.clone()
+    });
+    refuses_session(&rotated, &session).await?;
+    // The original session still works where nothing changed.
+    assert_eq!(
+        send(&app, get("/", Some(&session))).await?.status,
+        StatusCode::OK
+    );
+
+    // Replicas given the same key in `session_key_env` share sessions.
+    let key_env = unique_env("SESSION_KEY", &"5a".repeat(32));
+    let text = format!(
+        "[[reviewers]]\nid = \"bob@example.com\"\ntoken_sha256 = \"{}\"\n\n[dashboard]\nsession_key_env = \"{key_env}\"\n",
+        token_sha256(BOB_TOKEN)
+    );
+    let replica = |text: &str| -> Result<Router> {
+        let config = ServerConfig::from_toml(text, Path::new("server.toml"))?;
+        let state = AppState::new(env.approvals.clone(), config, env.task_queue.clone())?;
+        ensure!(!state.sessions.is_ephemeral());
+        Ok(countersign_server::app(state))
+    };
+    let (first, second) = (replica(&text)?, replica(&text)?);
+    let shared = sign_in(&first, BOB_TOKEN).await?;
+    let page = send(&second, get("/", Some(&shared))).await?;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("bob@example.com"));
+    // A key variable that is named but unset is refused at start.
+    let unset = text.replace(&key_env, &unique("COUNTERSIGN_E2E_UNSET").to_uppercase());
+    let error = replica(&unset)
+        .err()
+        .context("an unset key variable was accepted")?;
+    assert!(format!("{error:#}").contains("not set"), "{error:#}");
     Ok(())
 }
 

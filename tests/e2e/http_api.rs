@@ -14,7 +14,6 @@ use countersign_worker::AgentRegistry;
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tower::ServiceExt;
 
@@ -98,11 +97,11 @@ pub(crate) fn state(env: &TestEnv, runs: &str) -> Result<AppState> {
     }
     text.push_str(runs);
     let config = ServerConfig::from_toml(&text, Path::new("server.toml"))?;
-    Ok(AppState {
-        approvals: env.approvals.clone(),
-        config: Arc::new(config),
-        task_queue: env.task_queue.clone(),
-    })
+    Ok(AppState::new(
+        env.approvals.clone(),
+        config,
+        env.task_queue.clone(),
+    )?)
 }
 
 /// An answer: status, content type, JSON body (`Null` when not JSON) and text.
@@ -513,6 +512,106 @@ async fn http_api_approves_with_edits_once_over_a_listening_server() -> Result<(
 }
 
 #[tokio::test]
+async fn http_api_refuses_the_dashboard_session_cookie() -> Result<()> {
+    // A browser signed in to the dashboard attaches its session cookie to
+    // any request to this host, including a `text/plain` POST (no CORS
+    // preflight) from a page served on another port. The JSON API must
+    // not take it as credentials.
+    let env = TestEnv::new("http-cookie").await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let host = listener.local_addr()?.to_string();
+    let base = format!("http://{host}");
+    let served = countersign_server::app(state(&env, "")?);
+    tokio::spawn(async move { axum::serve(listener, served).await });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+
+    // Bob signs in to the dashboard.
+    let signed_in = http
+        .post(format!("{base}/login"))
+        .header("origin", &base)
+        .form(&[("token", BOB)])
+        .send()
+        .await?;
+    assert_eq!(signed_in.status(), StatusCode::SEE_OTHER);
+    let session = signed_in
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("countersign_session="))
+        .and_then(|c| c.split(';').next())
+        .context("no session cookie")?
+        .to_string();
+    assert!(!session.contains(BOB), "{session}");
+
+    env.with_worker(async {
+        let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
+        let gate = env.pending(&id, 1).await?.remove(0);
+        let approve_url = format!("{base}/approvals/{}/approve", gate.approval_id);
+
+        // What a malicious page on http://127.0.0.1:<other port> can send:
+        // an empty text/plain POST, the cookie attached by the browser.
+        let evil_origin = "http://127.0.0.1:1";
+        let forged = http
+            .post(&approve_url)
+            .header(header::COOKIE, &session)
+            .header(header::CONTENT_TYPE, "text/plain")
+            .header("origin", evil_origin)
+            .header("sec-fetch-site", "same-site")
+            .body("")
+            .send()
+            .await?;
+        assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            forged.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
+        let detail = forged.text().await?;
+        assert!(detail.contains("Bearer"), "{detail}");
+        // Nor with JSON, nor for denials, reads or starting runs.
+        let deny = http
+            .post(format!("{base}/approvals/{}/deny", gate.approval_id))
+            .header(header::COOKIE, &session)
+            .json(&json!({"reason": "forged"}))
+            .send()
+            .await?;
+        assert_eq!(deny.status(), StatusCode::UNAUTHORIZED);
+        for path in ["/approvals".to_string(), format!("/runs/{id}")] {
+            let read = http
+                .get(format!("{base}{path}"))
+                .header(header::COOKIE, &session)
+                .send()
+                .await?;
+            assert_eq!(read.status(), StatusCode::UNAUTHORIZED, "{path}");
+        }
+        let start = http
+            .post(format!("{base}/runs"))
+            .header(header::COOKIE, &session)
+            .json(&json!({"agent": "t-http-pay", "prompt": "pay again"}))
+            .send()
+            .await?;
+        assert_eq!(start.status(), StatusCode::UNAUTHORIZED);
+
+        // Nothing was decided: the run still waits, nothing was paid.
+        let still = env.approvals.get(&gate.approval_id).await?;
+        assert_eq!(still.state(), ApprovalState::Pending);
+        assert!(env.approvals.run_state(&id).await?.decisions.is_empty());
+        assert!(env.sink.received("/payments").is_empty());
+
+        // The same request with bob's bearer token decides.
+        let approved = http.post(&approve_url).bearer_auth(BOB).send().await?;
+        assert_eq!(approved.status(), StatusCode::OK);
+        let finished = env.result(&id).await?;
+        assert_eq!(finished.status(), RunStatus::Completed);
+        assert_eq!(env.sink.received("/payments").len(), 1);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
 async fn http_api_lists_with_filters_starts_runs_and_describes_itself() -> Result<()> {
     let env = TestEnv::new("http-runs").await?;
     let agents = env.dir.path().join("agents");
@@ -872,17 +971,26 @@ async fn countersign_serve_approves_over_http_with_a_token_from_token_new() -> R
     .spawn()
     .context("starting `countersign serve`")?;
     let mut lines = BufReader::new(server.stderr.take().context("stderr")?).lines();
+    let mut before_url = Vec::new();
     let base = tokio::time::timeout(DEADLINE, async {
         while let Some(line) = lines.next_line().await? {
             if let Some(at) = line.find("http://") {
                 let url = line[at..].split_whitespace().next().unwrap_or_default();
                 return Ok(url.trim_end_matches('/').to_string());
             }
+            before_url.push(line);
         }
         bail!("`countersign serve` exited without printing its URL")
     })
     .await
     .context("waiting for `countersign serve` to print its URL")??;
+    // Without `session_key_env`, it says that sessions end with the process.
+    assert!(
+        before_url
+            .iter()
+            .any(|l| l.contains("sessions") && l.contains("end when serve restarts")),
+        "{before_url:?}"
+    );
     // Keep draining stderr so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
 

@@ -49,16 +49,20 @@ builtin = {{ kind = "payment_request", url = "{{sink}}/payments" }}
     )
 }
 
-fn server(approvals: countersign_approvals::Approvals, env: &TestEnv) -> Result<Router> {
+fn state(approvals: countersign_approvals::Approvals, env: &TestEnv) -> Result<AppState> {
     let config = format!(
         "[[reviewers]]\nid = \"bob@example.com\"\ntoken_sha256 = \"{}\"\ngroups = [\"finance\"]\n",
         token_sha256(BOB)
     );
-    Ok(countersign_server::app(AppState {
+    Ok(AppState::new(
         approvals,
-        config: Arc::new(ServerConfig::from_toml(&config, Path::new("server.toml"))?),
-        task_queue: env.task_queue.clone(),
-    }))
+        ServerConfig::from_toml(&config, Path::new("server.toml"))?,
+        env.task_queue.clone(),
+    )?)
+}
+
+fn server(approvals: countersign_approvals::Approvals, env: &TestEnv) -> Result<Router> {
+    Ok(countersign_server::app(state(approvals, env)?))
 }
 
 /// `GET /metrics` through the router (its counters are shared by clones).
@@ -107,7 +111,10 @@ fn form(pairs: &[(&str, &str)]) -> String {
 #[tokio::test]
 async fn metrics_gauge_pending_approvals_and_count_and_time_decisions_by_channel() -> Result<()> {
     let env = TestEnv::new("metrics").await?;
-    let app = server(env.approvals.clone(), &env)?;
+    let state = state(env.approvals.clone(), &env)?;
+    // Bob's dashboard session, as `POST /login` would sign it.
+    let session = state.sessions.issue_now(&state.config.reviewers[0]);
+    let app = countersign_server::app(state);
     // The gauge is namespace-wide: this test's runs have an agent of their own.
     let agent = unique("t-metrics");
     let gauge = format!("countersign_pending_approvals{{agent=\"{agent}\",tool=\"pay\"}}");
@@ -172,10 +179,10 @@ async fn metrics_gauge_pending_approvals_and_count_and_time_decisions_by_channel
                 .header(header::HOST, "127.0.0.1:8080")
                 .header(header::ORIGIN, "http://127.0.0.1:8080")
                 .header("sec-fetch-site", "same-origin")
-                .header(header::COOKIE, format!("countersign_session={BOB}"))
+                .header(header::COOKIE, format!("countersign_session={session}"))
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                 .body(Body::from(form(&[
-                    ("csrf", &countersign_server::dashboard::csrf_token(BOB)),
+                    ("csrf", &countersign_server::dashboard::csrf_token(&session)),
                     ("reason", "not this month"),
                 ])))?,
             )

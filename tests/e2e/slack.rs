@@ -215,11 +215,11 @@ slack_user_id = "UEVE"
         ));
     }
     let config = ServerConfig::from_toml(&text, Path::new("server.toml"))?;
-    Ok(countersign_server::app(AppState {
-        approvals: env.approvals.clone(),
-        config: Arc::new(config),
-        task_queue: env.task_queue.clone(),
-    }))
+    Ok(countersign_server::app(AppState::new(
+        env.approvals.clone(),
+        config,
+        env.task_queue.clone(),
+    )?))
 }
 
 fn now() -> i64 {

@@ -1,20 +1,21 @@
 //! The JSON API: approvals and runs, the OpenAPI document and the metrics.
 //!
-//! Every decision goes through the approvals crate with the *authenticated*
-//! reviewer as its reviewer. Before a decision is sent, the approval is
-//! looked up (404 when unknown) and the reviewer's groups from the server
-//! config are checked against its approver groups (403). The run then judges
-//! again (its own group members, separation of duties, quorum), and its
-//! refusals come back as problem+json with the statuses of design.md §3.
+//! Every route takes a bearer token only ([`Authenticated`]), never the
+//! dashboard's session cookie. Every decision goes through
+//! [`crate::decisions::decide`], the pipeline the dashboard and Slack use
+//! too, with the *authenticated* reviewer as its reviewer: the approval is
+//! looked up (404 when unknown) and the reviewer checked against the
+//! approvers the run resolved (403). The run then judges again (its own
+//! group members, separation of duties, quorum), and every refusal comes
+//! back as problem+json with its [`crate::decisions::DecisionError::status`].
 //! Every rejection of a request's body, query or path is a problem too, never
 //! axum's plain-text answers.
 
 use crate::auth::Authenticated;
 use crate::config::RunsConfig;
-use crate::metrics::{
-    Channel, Metrics, decision_span, finish_decision, record_run_id, refuse_decision,
-};
-use crate::{AppState, Problem, Reviewer};
+use crate::decisions::{Verdict, decide};
+use crate::metrics::{Channel, Metrics};
+use crate::{AppState, Problem};
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -22,18 +23,17 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use countersign_approvals::{ApprovalsError, ApproveOptions, approve_decision, deny_decision};
+use countersign_approvals::{ApprovalsError, ApproveOptions};
 use countersign_policy::agent::{AgentFile, excerpt};
 use countersign_policy::run::{AgentRunInput, AgentSpec, RunRequest};
 use countersign_policy::{Agent, RunMode};
-use countersign_proto::{Decision, DecisionOutcome, PendingApproval, RunState};
+use countersign_proto::{DecisionOutcome, PendingApproval, RunState};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tracing::Instrument;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema};
 use utoipa::{IntoParams, OpenApi, ToSchema};
@@ -442,39 +442,15 @@ async fn approve(
     metrics: Option<Extension<Arc<Metrics>>>,
     ApiJsonOrEmpty(body): ApiJsonOrEmpty<ApproveBody>,
 ) -> Result<Json<DecisionOutcome>, Problem> {
-    if body
-        .edited_arguments
-        .as_ref()
-        .is_some_and(|v| !v.is_object())
-    {
-        return Err(Problem::bad_request(
-            "editedArguments must be a JSON object of the tool's arguments",
-        ));
-    }
-    if let Some(sha) = &body.arguments_sha256
-        && !(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        return Err(Problem::bad_request(
-            "argumentsSha256 must be 64 hex digits (the approval's argumentsSha256)",
-        ));
-    }
-    let decision = approve_decision(
-        &id,
-        &reviewer.id,
-        ApproveOptions {
-            reason: body.reason,
-            edited_arguments: body.edited_arguments,
-            arguments_sha256: body.arguments_sha256,
-            for_rest_of_run: body.for_rest_of_run,
-        },
-    )?;
-    decide(
-        &state,
-        metrics.as_deref().map(Arc::as_ref),
-        &reviewer,
-        decision,
-    )
-    .await
+    let verdict = Verdict::Approve(ApproveOptions {
+        reason: body.reason,
+        edited_arguments: body.edited_arguments,
+        arguments_sha256: body.arguments_sha256,
+        for_rest_of_run: body.for_rest_of_run,
+    });
+    let metrics = metrics.as_deref().map(Arc::as_ref);
+    let decided = decide(&state, metrics, Channel::Api, &reviewer, &id, verdict).await?;
+    Ok(Json(decided.outcome))
 }
 
 #[utoipa::path(post, path = "/approvals/{id}/deny", tag = "approvals", security(("bearer" = [])),
@@ -494,65 +470,12 @@ async fn deny(
     metrics: Option<Extension<Arc<Metrics>>>,
     ApiJson(body): ApiJson<DenyBody>,
 ) -> Result<Json<DecisionOutcome>, Problem> {
-    if body.reason.trim().is_empty() {
-        return Err(Problem::bad_request(
-            "reason is required and must not be blank: the model is told why it was denied",
-        ));
-    }
-    let decision = deny_decision(&id, &reviewer.id, body.reason.trim());
-    decide(
-        &state,
-        metrics.as_deref().map(Arc::as_ref),
-        &reviewer,
-        decision,
-    )
-    .await
-}
-
-/// Looks the approval up, checks the reviewer's groups, sends the decision
-/// by update (a retried request has the same update id, so it gets the
-/// first outcome), counts the answer and logs it, in a [`decision_span`].
-async fn decide(
-    state: &AppState,
-    metrics: Option<&Metrics>,
-    reviewer: &Reviewer,
-    decision: Decision,
-) -> Result<Json<DecisionOutcome>, Problem> {
-    let span = decision_span(Channel::Api, &decision.approval_id, &reviewer.id);
-    send_decision(state, metrics, reviewer, decision)
-        .instrument(span)
-        .await
-        .map(Json)
-}
-
-async fn send_decision(
-    state: &AppState,
-    metrics: Option<&Metrics>,
-    reviewer: &Reviewer,
-    decision: Decision,
-) -> Result<DecisionOutcome, Problem> {
-    let approval = match state.approvals.get(&decision.approval_id).await {
-        Ok(approval) => approval,
-        Err(e) => {
-            refuse_decision(metrics, Channel::Api, &e);
-            return Err(e.into());
-        }
+    let verdict = Verdict::Deny {
+        reason: body.reason,
     };
-    record_run_id(&approval);
-    if !reviewer.may_decide(&approval) {
-        let problem = Problem::forbidden(format!(
-            "{} may not decide approval `{}`: the run lets only {} decide it (approver groups {})",
-            reviewer.id,
-            approval.approval_id,
-            approval.approvers.join(", "),
-            approval.approver_groups.join(", ")
-        ));
-        refuse_decision(metrics, Channel::Api, &problem.detail);
-        return Err(problem);
-    }
-    let result = state.approvals.decide(decision).await;
-    finish_decision(metrics, Channel::Api, Some(&approval), result.as_ref().ok());
-    Ok(result?)
+    let metrics = metrics.as_deref().map(Arc::as_ref);
+    let decided = decide(&state, metrics, Channel::Api, &reviewer, &id, verdict).await?;
+    Ok(Json(decided.outcome))
 }
 
 #[utoipa::path(post, path = "/runs", tag = "runs", security(("bearer" = [])),

@@ -1,28 +1,31 @@
-//! Who is calling: a bearer token (API) or the dashboard's session cookie,
-//! both checked against the token hashes in the config.
+//! Who is calling the JSON API: a bearer token, checked against the token
+//! hashes in the config. Only a bearer token: the dashboard's session
+//! cookie is not accepted here, since a browser attaches cookies to any
+//! request to this host, including a `text/plain` POST from a page on
+//! another port that no preflight stops. The dashboard's own routes take the
+//! cookie, with their CSRF and cross-site checks (see [`crate::dashboard`]).
 
 use crate::{AppState, Problem, Reviewer};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 
-/// The dashboard's session cookie: the reviewer's token, HttpOnly,
-/// SameSite=Strict.
-pub const SESSION_COOKIE: &str = "countersign_session";
+pub use crate::session::SESSION_COOKIE;
 
 /// An authenticated reviewer. As an extractor it answers 401 (problem+json)
-/// when the request has no valid bearer token or session cookie.
+/// when the request has no `Authorization: Bearer` header with a token a
+/// reviewer has; a session cookie does not count.
 #[derive(Debug, Clone)]
 pub struct Authenticated(pub Reviewer);
 
 impl Authenticated {
-    /// The token a request carries: `Authorization: Bearer`, else the session cookie.
+    /// The bearer token a request carries (`Authorization: Bearer <token>`).
     pub fn token_of(parts: &Parts) -> Option<String> {
-        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let value = value.to_str().ok()?;
-            return value.strip_prefix("Bearer ").map(|t| t.trim().to_string());
-        }
-        cookie(parts, SESSION_COOKIE)
+        let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        value
+            .strip_prefix("Bearer ")
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
     }
 }
 
@@ -44,9 +47,12 @@ impl FromRequestParts<AppState> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let Some(token) = Self::token_of(parts) else {
-            return Err(Problem::unauthorized(
-                "no credentials: send `Authorization: Bearer <token>`",
-            ));
+            let detail = if cookie(parts, SESSION_COOKIE).is_some() {
+                "no credentials: the JSON API takes `Authorization: Bearer <token>` only, not the dashboard's session cookie"
+            } else {
+                "no credentials: send `Authorization: Bearer <token>`"
+            };
+            return Err(Problem::unauthorized(detail));
         };
         state
             .config

@@ -20,6 +20,7 @@
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use subtle::ConstantTimeEq;
 
 /// The configuration of `countersign serve`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -40,7 +41,7 @@ pub struct ServerConfig {
 }
 
 /// A reviewer: an identity, a token (as its hash) and groups.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Reviewer {
     /// The identity recorded on decisions (an email or service name).
@@ -92,12 +93,24 @@ fn default_slack_api() -> String {
 }
 
 /// Dashboard settings.
+///
+/// ```toml
+/// [dashboard]
+/// secure_cookies = true                        # behind HTTPS
+/// session_key_env = "COUNTERSIGN_SESSION_KEY"  # hex or base64 of at least 32 bytes
+/// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DashboardConfig {
     /// Mark the session cookie `Secure` (serve the dashboard over HTTPS).
     #[serde(default)]
     pub secure_cookies: bool,
+    /// The environment variable holding the key that signs session cookies
+    /// (hex or base64 of at least 32 bytes): give every replica the same
+    /// one, and sessions survive restarts. Unset: a random key made at
+    /// start, so sessions end when `countersign serve` restarts.
+    #[serde(default)]
+    pub session_key_env: Option<String>,
 }
 
 /// What `POST /runs` may send. Runs name an agent the workers serve
@@ -193,16 +206,35 @@ impl ServerConfig {
                 )));
             }
         }
+        if let Some(name) = &config.dashboard.session_key_env
+            && name.trim().is_empty()
+        {
+            return Err(invalid(
+                "dashboard.session_key_env must name an environment variable (or be left out)"
+                    .into(),
+            ));
+        }
         Ok(config)
     }
 
-    /// The reviewer whose token this is. Compares hashes, so the time taken
-    /// does not depend on how much of a secret matched.
+    /// The reviewer whose token this is. Compares the token's SHA-256 with
+    /// every reviewer's in constant time, so the time taken does not depend
+    /// on how much of a hash matched, nor on which reviewer it is.
     pub fn reviewer_by_token(&self, token: &str) -> Option<&Reviewer> {
         let hash = token_sha256(token);
-        self.reviewers
-            .iter()
-            .find(|r| r.token_sha256.eq_ignore_ascii_case(&hash))
+        let mut found = None;
+        for reviewer in &self.reviewers {
+            let stored = reviewer.token_sha256.to_ascii_lowercase();
+            if bool::from(stored.as_bytes().ct_eq(hash.as_bytes())) && found.is_none() {
+                found = Some(reviewer);
+            }
+        }
+        found
+    }
+
+    /// The reviewer with this id.
+    pub fn reviewer_by_id(&self, id: &str) -> Option<&Reviewer> {
+        self.reviewers.iter().find(|r| r.id == id)
     }
 
     /// The reviewer with this Slack user id.

@@ -3,36 +3,39 @@
 //! - `GET /login` shows a token form; `POST /login` checks the token against
 //!   the configured reviewers and sets the `countersign_session` cookie
 //!   (HttpOnly, SameSite=Strict, Path=/, Secure when
-//!   `dashboard.secure_cookies`); `POST /logout` clears it.
+//!   `dashboard.secure_cookies`): the reviewer id and an expiry, signed with
+//!   the server's session key ([`crate::session`]), never the token;
+//!   `POST /logout` clears it.
 //! - `GET /` lists the pending approvals (newest first) with their full
 //!   context and Approve / Deny forms, and the decisions of recent runs.
-//! - `POST /ui/approvals/{id}/approve` and `/deny` decide, as the session's
-//!   reviewer (never a form field), then redirect to `/` with a flash message
-//!   (a short-lived cookie). What could not be decided renders the page again
-//!   with the reason and the reviewer's input kept.
+//! - `POST /ui/approvals/{id}/approve` and `/deny` decide through
+//!   [`crate::decisions::decide`], as the session's reviewer (never a form
+//!   field), then redirect to `/` with a flash message (a short-lived
+//!   cookie). What could not be decided renders the page again with the
+//!   reason ([`refusal_text`]) and the reviewer's input kept.
 //!
 //! Every state-changing form carries a CSRF token, HMAC-SHA256 keyed with the
-//! session token (so it needs no server state and survives restarts and
-//! replicas), checked in constant time; POSTs whose `Sec-Fetch-Site` is not
-//! `same-origin` or whose `Origin` is not this host are refused with 403
+//! session cookie's value (so it needs no server state and lasts as long as
+//! the session), checked in constant time; POSTs whose `Sec-Fetch-Site` is
+//! not `same-origin` or whose `Origin` is not this host are refused with 403
 //! before anything else. Pages send a CSP without any script source, and
 //! every string from a run is HTML-escaped.
 
 mod render;
 
-use crate::auth::{SESSION_COOKIE, cookie};
-use crate::metrics::{
-    Channel, Metrics, decision_span, finish_decision, record_run_id, refuse_decision,
-};
-use crate::{AppState, Reviewer};
+use crate::auth::cookie;
+use crate::decisions::{Decided, DecisionError, Verdict, decide, tool_name};
+use crate::metrics::{Channel, Metrics};
+pub use crate::session::{SESSION_COOKIE, SESSION_MAX_AGE};
+use crate::{AppState, Problem, Reviewer};
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
-use countersign_approvals::{Approvals, ApprovalsError, ApproveOptions, PendingListing};
-use countersign_proto::{ApprovalState, DecisionOutcome, PendingApproval, arguments_sha256};
+use countersign_approvals::{Approvals, ApproveOptions, PendingListing};
+use countersign_proto::{ApprovalState, DecisionOutcome, arguments_sha256};
 use hmac::{Hmac, Mac};
 use render::{Draft, Notice, NoticeKind, Page, Recent, RecentDecision};
 use serde::Deserialize;
@@ -40,14 +43,11 @@ use serde_json::Value;
 use sha2::Sha256;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tracing::Instrument;
 
 /// The flash-message cookie: what the last decision did, shown once by `GET /`.
 pub const FLASH_COOKIE: &str = "countersign_flash";
 /// The form field that carries the CSRF token.
 pub const CSRF_FIELD: &str = "csrf";
-/// How long a dashboard session lasts.
-pub const SESSION_MAX_AGE: Duration = Duration::from_secs(12 * 3600);
 /// How many recent runs "Recent decisions" reads.
 const RECENT_RUNS: usize = 20;
 /// How many decisions "Recent decisions" shows.
@@ -72,23 +72,25 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/approvals/{id}/deny", post(deny))
 }
 
-/// The CSRF token of a session: hex HMAC-SHA256 keyed with the session
-/// token. Only someone who holds the (HttpOnly) session cookie can compute it.
-pub fn csrf_token(session_token: &str) -> String {
-    hex::encode(csrf_mac(session_token).finalize().into_bytes())
+/// The CSRF token of a session: hex HMAC-SHA256 of a fixed label, keyed
+/// with the session cookie's value (signed by the server, never the
+/// reviewer's token). Only someone who holds the (HttpOnly) session cookie
+/// can compute it, and it changes with every sign-in.
+pub fn csrf_token(session: &str) -> String {
+    hex::encode(csrf_mac(session).finalize().into_bytes())
 }
 
-fn csrf_mac(session_token: &str) -> Hmac<Sha256> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(session_token.as_bytes())
-        .expect("HMAC takes keys of any length");
+fn csrf_mac(session: &str) -> Hmac<Sha256> {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(session.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(CSRF_LABEL);
     mac
 }
 
 /// Whether `submitted` is the session's CSRF token (constant-time comparison).
-pub fn csrf_matches(session_token: &str, submitted: &str) -> bool {
+pub fn csrf_matches(session: &str, submitted: &str) -> bool {
     match hex::decode(submitted.trim()) {
-        Ok(bytes) => csrf_mac(session_token).verify_slice(&bytes).is_ok(),
+        Ok(bytes) => csrf_mac(session).verify_slice(&bytes).is_ok(),
         Err(_) => false,
     }
 }
@@ -137,17 +139,24 @@ pub fn cross_site(headers: &HeaderMap, uri: &Uri) -> Option<String> {
 }
 
 /// A signed-in reviewer, from the `countersign_session` cookie only (bearer
-/// tokens are for the API). Without one, a `GET` is redirected to `/login`
-/// and anything else gets a 401 page.
+/// tokens are for the API): signed with the server's session key, not
+/// expired, for a reviewer still in the config with the same token. Without
+/// one, a `GET` is redirected to `/login` and anything else gets a 401 page.
 struct Session {
-    token: String,
+    /// The cookie's value: what the CSRF token is derived from.
+    value: String,
     reviewer: Reviewer,
 }
 
 fn session_of(parts: &Parts, state: &AppState) -> Option<Session> {
-    let token = cookie(parts, SESSION_COOKIE).filter(|t| !t.is_empty())?;
-    let reviewer = state.config.reviewer_by_token(&token)?.clone();
-    Some(Session { token, reviewer })
+    let value = cookie(parts, SESSION_COOKIE).filter(|v| !v.is_empty())?;
+    let reviewer = state
+        .sessions
+        .verify_now(&value, &state.config)
+        .inspect_err(|e| tracing::debug!(error = %e, "dashboard session refused"))
+        .ok()?
+        .clone();
+    Some(Session { value, reviewer })
 }
 
 impl FromRequestParts<AppState> for Session {
@@ -241,7 +250,8 @@ fn decode_flash(value: &str) -> Option<Notice> {
     })
 }
 
-/// Whether a token can be a cookie value as is (RFC 6265 cookie-octets).
+/// Whether a value can be a cookie value as is (RFC 6265 cookie-octets).
+#[cfg(test)]
 fn cookie_safe(token: &str) -> bool {
     !token.is_empty()
         && token
@@ -368,10 +378,11 @@ async fn render_dashboard(
     );
     let mut status = status;
     let pending: Result<PendingListing, String> = pending.map_err(|e| {
+        let problem = Problem::from(e);
         if status == StatusCode::OK {
-            status = error_status(&e);
+            status = problem.status_code();
         }
-        e.to_string()
+        problem.detail
     });
     if let Some(draft) = &draft
         && !draft.error.is_empty()
@@ -382,7 +393,7 @@ async fn render_dashboard(
             text: draft.error.clone(),
         });
     }
-    let csrf = csrf_token(&session.token);
+    let csrf = csrf_token(&session.value);
     let body = render::dashboard_page(&Page {
         reviewer: &session.reviewer,
         csrf: &csrf,
@@ -471,26 +482,17 @@ async fn login(
     if let Some(why) = cross_site(&headers, &uri) {
         return forbidden(&why);
     }
-    let token = form.token.trim();
-    if state.config.reviewer_by_token(token).is_none() {
+    let Some(reviewer) = state.config.reviewer_by_token(form.token.trim()) else {
         return html(
             StatusCode::UNAUTHORIZED,
             render::login_page(Some("Unknown token: no reviewer has it.")),
         );
-    }
-    if !cookie_safe(token) {
-        return html(
-            StatusCode::BAD_REQUEST,
-            render::login_page(Some(
-                "This token has characters a cookie cannot hold (spaces, quotes, commas, semicolons or backslashes); use a token without them.",
-            )),
-        );
-    }
+    };
     let mut response = redirect("/");
     set_cookie(
         &mut response,
         SESSION_COOKIE,
-        token,
+        &state.sessions.issue_now(reviewer),
         Some(SESSION_MAX_AGE.as_secs()),
         state.config.dashboard.secure_cookies,
     );
@@ -515,7 +517,7 @@ async fn logout(
         return forbidden(&why);
     }
     if let Some(session) = &session
-        && !csrf_matches(&session.token, &form.csrf)
+        && !csrf_matches(&session.value, &form.csrf)
     {
         return forbidden("missing or wrong CSRF token");
     }
@@ -562,7 +564,7 @@ fn check_post(headers: &HeaderMap, uri: &Uri, session: &Session, csrf: &str) -> 
     if let Some(why) = cross_site(headers, uri) {
         return Some(forbidden(&why));
     }
-    if !csrf_matches(&session.token, csrf) {
+    if !csrf_matches(&session.value, csrf) {
         return Some(forbidden(
             "missing or wrong CSRF token (reload the dashboard and try again)",
         ));
@@ -594,40 +596,42 @@ fn is_sha256_hex(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// Looks the approval up and checks that this reviewer may decide it now.
-async fn decidable(
-    state: &AppState,
-    session: &Session,
-    id: &str,
-) -> Result<PendingApproval, (StatusCode, String)> {
-    let approval = state
-        .approvals
-        .get(id)
-        .await
-        .map_err(|e| (error_status(&e), format!("Cannot read approval {id}: {e}")))?;
-    record_run_id(&approval);
-    if approval.state() != ApprovalState::Pending {
-        return Err((
-            StatusCode::CONFLICT,
-            format!(
-                "Approval {id} is no longer pending: it is {}. Nothing was decided.",
-                approval
-                    .state()
-                    .as_str_name()
-                    .trim_start_matches("APPROVAL_STATE_")
-            ),
-        ));
-    }
-    if let Some(why) = render::refusal(&session.reviewer, &approval) {
-        return Err((StatusCode::FORBIDDEN, format!("{why} Nothing was decided.")));
-    }
-    Ok(approval)
+/// What a refused decision says on the page shown again.
+pub fn refusal_text(e: &DecisionError, approve: bool) -> String {
+    format!("{} Nothing was decided.", refusal_reason(e, approve))
 }
 
-fn tool_name(a: &PendingApproval) -> String {
-    a.tool
-        .as_ref()
-        .map_or_else(|| "?".into(), |t| t.name.clone())
+/// Why a decision was refused, as the dashboard says it (also on a card
+/// whose forms are disabled): the dashboard's one mapping of [`DecisionError`].
+pub fn refusal_reason(e: &DecisionError, approve: bool) -> String {
+    match e {
+        DecisionError::ReasonRequired => "A denial needs a reason: the model is told why.".into(),
+        DecisionError::NotAnApprover {
+            approvers,
+            approver_groups,
+            ..
+        } => format!(
+            "Only {} may decide this call (approver groups: {}).",
+            approvers.join(", "),
+            approver_groups.join(", ")
+        ),
+        DecisionError::OwnRequest { .. } => {
+            "You started this run: separation of duties needs another reviewer.".into()
+        }
+        DecisionError::AlreadyApproved { missing, .. } => format!(
+            "You already approved this call; it waits for {missing} more approval(s) from others."
+        ),
+        DecisionError::Closed {
+            approval_id, state, ..
+        } => format!(
+            "Approval {approval_id} is no longer pending: it is {}.",
+            crate::decisions::state_name(*state)
+        ),
+        other => format!(
+            "Not {}: {other}.",
+            if approve { "approved" } else { "denied" }
+        ),
+    }
 }
 
 /// The flash message for a run's answer.
@@ -664,13 +668,14 @@ fn outcome_notice(tool: &str, outcome: &DecisionOutcome) -> Notice {
     }
 }
 
-/// 303 to `/` with a flash message.
-fn decided(state: &AppState, notice: &Notice) -> Response {
+/// 303 to `/` with a flash message saying what the run answered.
+fn decided_page(state: &AppState, decided: &Decided) -> Response {
+    let notice = outcome_notice(&tool_name(&decided.approval), &decided.outcome);
     let mut response = redirect("/");
     set_cookie(
         &mut response,
         FLASH_COOKIE,
-        &encode_flash(notice),
+        &encode_flash(&notice),
         Some(60),
         state.config.dashboard.secure_cookies,
     );
@@ -716,65 +721,28 @@ async fn approve(
             return again(draft, StatusCode::BAD_REQUEST).await;
         }
     };
-    let metrics = metrics.as_deref().map(Arc::as_ref);
-    let span = decision_span(Channel::Dashboard, &id, &session.reviewer.id);
-    let approval = match decidable(&state, &session, &id)
-        .instrument(span.clone())
-        .await
-    {
-        Ok(approval) => approval,
-        Err((status, message)) => {
-            span.in_scope(|| refuse_decision(metrics, Channel::Dashboard, &message));
-            draft.error = message;
-            return again(draft, status).await;
-        }
-    };
-    let options = ApproveOptions {
-        reason: form.reason.trim().to_string(),
+    let verdict = Verdict::Approve(ApproveOptions {
+        reason: form.reason,
         edited_arguments: edited,
-        arguments_sha256: Some(form.arguments_sha256.clone()),
+        arguments_sha256: Some(form.arguments_sha256),
         for_rest_of_run: form.scope == "run",
-    };
-    let result = state
-        .approvals
-        .approve(&id, &session.reviewer.id, options)
-        .instrument(span.clone())
-        .await;
-    span.in_scope(|| {
-        finish_decision(
-            metrics,
-            Channel::Dashboard,
-            Some(&approval),
-            result.as_ref().ok(),
-        )
     });
-    match result {
-        Ok(outcome) => decided(&state, &outcome_notice(&tool_name(&approval), &outcome)),
+    let metrics = metrics.as_deref().map(Arc::as_ref);
+    match decide(
+        &state,
+        metrics,
+        Channel::Dashboard,
+        &session.reviewer,
+        &id,
+        verdict,
+    )
+    .await
+    {
+        Ok(decided) => decided_page(&state, &decided),
         Err(e) => {
-            let status = error_status(&e);
-            draft.error = format!("Not approved: {e}. Nothing was decided.");
-            again(draft, status).await
+            draft.error = refusal_text(&e, true);
+            again(draft, e.status()).await
         }
-    }
-}
-
-/// The HTTP status of an approvals error, as the API answers it: 404
-/// unknown, 409 stale or already decided, 422 edits that fail the tool's
-/// schema, 403 not allowed, 400 otherwise refused, 503 / 502 Temporal.
-fn error_status(e: &ApprovalsError) -> StatusCode {
-    match e {
-        ApprovalsError::NotFound(_) | ApprovalsError::InvalidApprovalId(_) => StatusCode::NOT_FOUND,
-        ApprovalsError::AlreadyDecided(_)
-        | ApprovalsError::Expired(_)
-        | ApprovalsError::StaleArguments(_) => StatusCode::CONFLICT,
-        ApprovalsError::InvalidArguments(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ApprovalsError::NotAllowed(_) | ApprovalsError::Unsigned(_) => StatusCode::FORBIDDEN,
-        ApprovalsError::Rejected(_)
-        | ApprovalsError::InvalidDecision(_)
-        | ApprovalsError::TooLarge(_) => StatusCode::BAD_REQUEST,
-        ApprovalsError::Connection(_) => StatusCode::SERVICE_UNAVAILABLE,
-        #[allow(unreachable_patterns)]
-        _ => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -795,50 +763,24 @@ async fn deny(
         deny_reason: form.reason.clone(),
         ..Default::default()
     };
-    let reason = form.reason.trim();
-    if reason.is_empty() {
-        draft.error = "A denial needs a reason: the model is told why. Nothing was decided.".into();
-        return render_dashboard(
-            &state,
-            &session,
-            Vec::new(),
-            Some(draft),
-            StatusCode::BAD_REQUEST,
-        )
-        .await;
-    }
-    let metrics = metrics.as_deref().map(Arc::as_ref);
-    let span = decision_span(Channel::Dashboard, &id, &session.reviewer.id);
-    let approval = match decidable(&state, &session, &id)
-        .instrument(span.clone())
-        .await
-    {
-        Ok(approval) => approval,
-        Err((status, message)) => {
-            span.in_scope(|| refuse_decision(metrics, Channel::Dashboard, &message));
-            draft.error = message;
-            return render_dashboard(&state, &session, Vec::new(), Some(draft), status).await;
-        }
+    let verdict = Verdict::Deny {
+        reason: form.reason,
     };
-    let result = state
-        .approvals
-        .deny(&id, &session.reviewer.id, reason)
-        .instrument(span.clone())
-        .await;
-    span.in_scope(|| {
-        finish_decision(
-            metrics,
-            Channel::Dashboard,
-            Some(&approval),
-            result.as_ref().ok(),
-        )
-    });
-    match result {
-        Ok(outcome) => decided(&state, &outcome_notice(&tool_name(&approval), &outcome)),
+    let metrics = metrics.as_deref().map(Arc::as_ref);
+    match decide(
+        &state,
+        metrics,
+        Channel::Dashboard,
+        &session.reviewer,
+        &id,
+        verdict,
+    )
+    .await
+    {
+        Ok(decided) => decided_page(&state, &decided),
         Err(e) => {
-            let status = error_status(&e);
-            draft.error = format!("Not denied: {e}. Nothing was decided.");
-            render_dashboard(&state, &session, Vec::new(), Some(draft), status).await
+            draft.error = refusal_text(&e, false);
+            render_dashboard(&state, &session, Vec::new(), Some(draft), e.status()).await
         }
     }
 }

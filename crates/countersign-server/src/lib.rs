@@ -10,8 +10,10 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod dashboard;
+pub mod decisions;
 pub mod metrics;
 pub mod problem;
+pub mod session;
 pub mod slack;
 
 use axum::Router;
@@ -21,6 +23,7 @@ use std::sync::Arc;
 
 pub use config::{ConfigError, Reviewer, ServerConfig};
 pub use problem::Problem;
+pub use session::{SessionKey, SessionKeyError};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -31,6 +34,28 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     /// The task queue `POST /runs` starts runs on.
     pub task_queue: String,
+    /// Signs and checks the dashboard's session cookies.
+    pub sessions: SessionKey,
+}
+
+impl AppState {
+    /// The state for `config`, with the session key it asks for: from the
+    /// variable `[dashboard] session_key_env` names, else random (then
+    /// [`SessionKey::is_ephemeral`]: sessions end when the process does).
+    pub fn new(
+        approvals: Approvals,
+        config: impl Into<Arc<ServerConfig>>,
+        task_queue: impl Into<String>,
+    ) -> Result<Self, SessionKeyError> {
+        let config = config.into();
+        let sessions = SessionKey::from_config(&config.dashboard)?;
+        Ok(Self {
+            approvals,
+            config,
+            task_queue: task_queue.into(),
+            sessions,
+        })
+    }
 }
 
 /// The whole HTTP surface: API, dashboard, Slack, health, OpenAPI document.

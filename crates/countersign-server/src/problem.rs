@@ -1,8 +1,10 @@
 //! Errors as `application/problem+json` (RFC 9457), one mapping for the
 //! whole API: 400 bad input, 401 no credentials, 403 not allowed, 404
 //! unknown, 409 already decided or stale arguments, 422 edited arguments
-//! that fail the tool's schema.
+//! that fail the tool's schema, 502 / 503 Temporal. Errors of the approvals
+//! crate get their status from [`DecisionError::status`].
 
+use crate::decisions::DecisionError;
 use axum::Json;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -60,23 +62,18 @@ impl Problem {
     }
 }
 
+/// The JSON API's mapping of a refused decision: its status and its message.
+impl From<DecisionError> for Problem {
+    fn from(e: DecisionError) -> Self {
+        Problem::new(e.status(), e.to_string())
+    }
+}
+
+/// Reads and other calls of the approvals crate fail with the statuses
+/// decisions have ([`DecisionError`]'s mapping, by variant).
 impl From<ApprovalsError> for Problem {
     fn from(e: ApprovalsError) -> Self {
-        let status = match &e {
-            ApprovalsError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApprovalsError::InvalidApprovalId(_) => StatusCode::NOT_FOUND,
-            ApprovalsError::AlreadyDecided(_)
-            | ApprovalsError::Expired(_)
-            | ApprovalsError::StaleArguments(_) => StatusCode::CONFLICT,
-            ApprovalsError::InvalidArguments(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApprovalsError::NotAllowed(_) | ApprovalsError::Unsigned(_) => StatusCode::FORBIDDEN,
-            ApprovalsError::Rejected(_)
-            | ApprovalsError::InvalidDecision(_)
-            | ApprovalsError::TooLarge(_) => StatusCode::BAD_REQUEST,
-            ApprovalsError::Connection(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApprovalsError::Temporal(_) => StatusCode::BAD_GATEWAY,
-        };
-        Problem::new(status, e.to_string())
+        DecisionError::from(e).into()
     }
 }
 

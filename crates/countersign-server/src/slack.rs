@@ -10,24 +10,25 @@
 //!    refuses timestamps more than 5 minutes from the server's clock: 401,
 //!    nothing decided;
 //! 3. maps the Slack user to a reviewer (`slack_user_id` in the server
-//!    config) and checks the approval's approver groups;
-//! 4. `countersign_approve` approves as that reviewer; `countersign_deny`
-//!    opens a modal (`views.open`) asking for the reason, and its
-//!    `view_submission` denies with it.
+//!    config);
+//! 4. `countersign_approve` approves as that reviewer through
+//!    [`crate::decisions::decide`], the pipeline every channel uses;
+//!    `countersign_deny` checks the approval ([`crate::decisions::decidable`])
+//!    and opens a modal (`views.open`) asking for the reason, and its
+//!    `view_submission` denies with it through `decide`.
 //!
 //! Slack wants an answer within 3 seconds. The work runs in a task the
 //! handler waits on for at most [`DECISION_BUDGET`]; past that it answers
 //! anyway and the task finishes on its own (its result goes to the click's
 //! `response_url`). Refusals (unknown user, wrong group, already decided,
-//! expired) are 200 answers with an ephemeral text for the clicking user,
-//! never a 5xx that Slack would show as a failure. The message itself is
+//! expired) are 200 answers with an ephemeral text for the clicking user
+//! ([`refusal_text`]), never a 5xx that Slack would show as a failure. The message itself is
 //! updated by the worker's `notify` activity once the run has the decision,
 //! whatever channel it came from.
 
 use crate::config::SlackConfig;
-use crate::metrics::{
-    Channel, Metrics, decision_span, finish_decision, record_run_id, refuse_decision,
-};
+use crate::decisions::{DecisionError, Verdict, decidable, decide, tool_name};
+use crate::metrics::{Channel, Metrics, decision_span};
 use crate::{AppState, Problem, Reviewer};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -35,7 +36,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use countersign_approvals::{Approvals, ApprovalsError, ApproveOptions};
+use countersign_approvals::ApproveOptions;
 use countersign_proto::{ApprovalState, DecisionOutcome, PendingApproval};
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -268,47 +269,47 @@ async fn block_actions(
     let approve = action.action_id == APPROVE_ACTION_ID;
     let approval_id = action.value.clone();
     let trigger_id = interaction.trigger_id.clone();
-    let approvals = state.approvals.clone();
-    let span = decision_span(Channel::Slack, &approval_id, &reviewer.id);
-    let task = tokio::spawn(
-        async move {
+    let task = tokio::spawn(async move {
+        if approve {
+            let verdict = Verdict::Approve(ApproveOptions {
+                reason: APPROVE_REASON.into(),
+                ..Default::default()
+            });
             let metrics = metrics.as_deref();
-            let approval = match checked_approval(&approvals, &approval_id, &reviewer).await {
-                Ok(approval) => approval,
-                Err(text) => {
-                    if approve {
-                        refuse_decision(metrics, Channel::Slack, &text);
-                    }
-                    return Some(text);
-                }
-            };
-            if approve {
-                let options = ApproveOptions {
-                    reason: APPROVE_REASON.into(),
-                    ..Default::default()
-                };
-                let result = approvals.approve(&approval_id, &reviewer.id, options).await;
-                finish_decision(
+            return Some(
+                match decide(
+                    &state,
                     metrics,
                     Channel::Slack,
-                    Some(&approval),
-                    result.as_ref().ok(),
-                );
-                Some(match result {
-                    Ok(outcome) => outcome_text(&approval, &reviewer, &outcome),
-                    Err(e) => error_text(&approval_id, &e),
-                })
-            } else {
-                match open_deny_modal(&slack, &trigger_id, &approval).await {
-                    Ok(()) => None,
-                    Err(problem) => Some(format!(
-                        "Could not open the deny dialog ({problem}). Deny from the dashboard or with `countersign approvals deny` instead."
-                    )),
-                }
+                    &reviewer,
+                    &approval_id,
+                    verdict,
+                )
+                .await
+                {
+                    Ok(decided) => outcome_text(&decided.approval, &reviewer, &decided.outcome),
+                    Err(e) => refusal_text(&approval_id, &e),
+                },
+            );
+        }
+        // Deny: check now, and ask for the reason in a dialog; the
+        // decision comes with its `view_submission`.
+        let span = decision_span(Channel::Slack, &approval_id, &reviewer.id);
+        async {
+            let approval = match decidable(&state, Channel::Slack, &reviewer, &approval_id).await {
+                Ok(approval) => approval,
+                Err(e) => return Some(refusal_text(&approval_id, &e)),
+            };
+            match open_deny_modal(&slack, &trigger_id, &approval).await {
+                Ok(()) => None,
+                Err(problem) => Some(format!(
+                    "Could not open the deny dialog ({problem}). Deny from the dashboard or with `countersign approvals deny` instead."
+                )),
             }
         }
-        .instrument(span),
-    );
+        .instrument(span)
+        .await
+    });
     match within_budget(task).await {
         Finished::Reply(Some(text)) => ephemeral(text, response_url),
         Finished::Reply(None) => StatusCode::OK.into_response(),
@@ -348,13 +349,8 @@ async fn view_submission(
         .values
         .get(REASON_BLOCK_ID)
         .and_then(|block| block.get(REASON_ACTION_ID))
-        .and_then(|input| input.value.as_deref())
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    if reason.is_empty() {
-        return view_error("Say why you deny the call: the agent is told your reason.");
-    }
+        .and_then(|input| input.value.clone())
+        .unwrap_or_default();
     let Some(reviewer) = state
         .config
         .reviewer_by_slack_user(&interaction.user.id)
@@ -363,33 +359,24 @@ async fn view_submission(
         return view_error(&unknown_user_text(&interaction.user.id));
     };
     let approval_id = view.private_metadata;
-    let approvals = state.approvals.clone();
-    let span = decision_span(Channel::Slack, &approval_id, &reviewer.id);
-    let task = tokio::spawn(
-        async move {
-            let metrics = metrics.as_deref();
-            let approval = match checked_approval(&approvals, &approval_id, &reviewer).await {
-                Ok(approval) => approval,
-                Err(text) => {
-                    refuse_decision(metrics, Channel::Slack, &text);
-                    return Some(text);
-                }
-            };
-            let result = approvals.deny(&approval_id, &reviewer.id, &reason).await;
-            finish_decision(
-                metrics,
-                Channel::Slack,
-                Some(&approval),
-                result.as_ref().ok(),
-            );
-            match result {
-                Ok(outcome) if outcome.accepted => None,
-                Ok(outcome) => Some(format!("Not accepted: {}", outcome.message)),
-                Err(e) => Some(error_text(&approval_id, &e)),
-            }
+    let task = tokio::spawn(async move {
+        let verdict = Verdict::Deny { reason };
+        let metrics = metrics.as_deref();
+        match decide(
+            &state,
+            metrics,
+            Channel::Slack,
+            &reviewer,
+            &approval_id,
+            verdict,
+        )
+        .await
+        {
+            Ok(decided) if decided.outcome.accepted => None,
+            Ok(decided) => Some(format!("Not accepted: {}", decided.outcome.message)),
+            Err(e) => Some(refusal_text(&approval_id, &e)),
         }
-        .instrument(span),
-    );
+    });
     match within_budget(task).await {
         // An empty 200 closes the modal.
         Finished::Reply(None) => StatusCode::OK.into_response(),
@@ -419,49 +406,43 @@ async fn within_budget(mut task: JoinHandle<Option<String>>) -> Finished {
     }
 }
 
-/// The approval, if it is still pending and `reviewer` may decide it;
-/// otherwise the text explaining why not.
-async fn checked_approval(
-    approvals: &Approvals,
-    approval_id: &str,
-    reviewer: &Reviewer,
-) -> Result<PendingApproval, String> {
-    let approval = approvals
-        .get(approval_id)
-        .await
-        .map_err(|e| error_text(approval_id, &e))?;
-    record_run_id(&approval);
-    if approval.state() != ApprovalState::Pending {
-        return Err(format!(
-            "`{}` is already closed ({}); nothing was changed.",
-            escape(&tool_of(&approval)),
-            state_word(approval.state())
-        ));
-    }
-    // The run enforces its own list of eligible reviewers (the agent's
-    // [groups]); saying so here beats a refusal from the run.
-    if !reviewer.may_decide(&approval) {
-        return Err(format!(
-            "{} may not decide this approval: the agent lets only {} decide it.",
-            escape(&reviewer.id),
-            escape(&approval.approvers.join(", "))
-        ));
-    }
-    Ok(approval)
-}
-
-/// What an approvals error means to the person who clicked.
-fn error_text(approval_id: &str, e: &ApprovalsError) -> String {
+/// What a refused decision means to the person who clicked: Slack's one
+/// mapping of [`DecisionError`] (mrkdwn-escaped).
+pub fn refusal_text(approval_id: &str, e: &DecisionError) -> String {
     match e {
-        ApprovalsError::AlreadyDecided(message) | ApprovalsError::Expired(message) => format!(
+        DecisionError::ReasonRequired => {
+            "Say why you deny the call: the agent is told your reason.".into()
+        }
+        DecisionError::NotAnApprover {
+            reviewer,
+            approvers,
+            ..
+        } => format!(
+            "{} may not decide this approval: the agent lets only {} decide it.",
+            escape(reviewer),
+            escape(&approvers.join(", "))
+        ),
+        DecisionError::OwnRequest { reviewer, .. } => format!(
+            "{} started this run, and this approval needs another reviewer (separation of duties); nothing was decided.",
+            escape(reviewer)
+        ),
+        DecisionError::AlreadyApproved { missing, .. } => format!(
+            "You already approved this call; it waits for {missing} more approval(s) from others."
+        ),
+        DecisionError::Closed { tool, state, .. } => format!(
+            "`{}` is already closed ({}); nothing was changed.",
+            escape(tool),
+            state_word(*state)
+        ),
+        DecisionError::AlreadyDecided(message) => format!(
             "Too late: this approval was already decided or has expired ({}).",
             escape(message)
         ),
-        ApprovalsError::NotFound(_) | ApprovalsError::InvalidApprovalId(_) => format!(
+        DecisionError::NotFound(_) => format!(
             "Countersign does not know approval `{}` (its run may have ended).",
             escape(approval_id)
         ),
-        ApprovalsError::StaleArguments(message) => format!(
+        DecisionError::StaleArguments(message) => format!(
             "The call changed since this message was posted: {}",
             escape(message)
         ),
@@ -487,7 +468,7 @@ fn outcome_text(
         ),
         _ => format!(
             "✅ You approved `{}` as {}.",
-            escape(&tool_of(approval)),
+            escape(&tool_name(approval)),
             escape(&reviewer.id)
         ),
     }
@@ -499,14 +480,6 @@ fn unknown_user_text(slack_user_id: &str) -> String {
         escape(slack_user_id),
         escape(slack_user_id)
     )
-}
-
-fn tool_of(approval: &PendingApproval) -> String {
-    approval
-        .tool
-        .as_ref()
-        .map(|t| t.name.clone())
-        .unwrap_or_default()
 }
 
 fn state_word(state: ApprovalState) -> &'static str {
@@ -569,7 +542,7 @@ async fn post_response_url(url: &str, text: &str) {
 pub fn deny_modal(approval: &PendingApproval) -> Value {
     let summary = format!(
         "Deny `{}` for *{}* (requested by {})?\nThe agent is told your reason.",
-        escape(&tool_of(approval)),
+        escape(&tool_name(approval)),
         escape(&approval.agent),
         escape(&approval.requester)
     );

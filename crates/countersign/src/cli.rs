@@ -336,11 +336,12 @@ async fn serve(listen: &str, config: Option<&std::path::Path>, task_queue: Strin
         }
     };
     let approvals = Approvals::connect_from_env().await?;
-    let state = countersign_server::AppState {
-        approvals,
-        config: std::sync::Arc::new(config),
-        task_queue,
-    };
+    let state = countersign_server::AppState::new(approvals, config, task_queue)?;
+    if state.sessions.is_ephemeral() {
+        eprintln!(
+            "countersign serve: dashboard sessions are signed with a random key made at start, so they end when serve restarts; set [dashboard] session_key_env to keep them across restarts and replicas"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

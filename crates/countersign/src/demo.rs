@@ -240,10 +240,13 @@ async fn serve_dashboard(args: &DevArgs, client: temporalio_client::Client) -> O
         eprintln!("• could not write {}: {e}", token_file.display());
     }
     let url = format!("http://{}", listener.local_addr().ok()?);
-    let state = countersign_server::AppState {
-        approvals: Approvals::new(client),
-        config: std::sync::Arc::new(config),
-        task_queue: TASK_QUEUE.to_string(),
+    let state = match countersign_server::AppState::new(Approvals::new(client), config, TASK_QUEUE)
+    {
+        Ok(state) => state,
+        Err(e) => {
+            eprintln!("• no dashboard: {e}");
+            return None;
+        }
     };
     tokio::spawn(async move { axum::serve(listener, countersign_server::app(state)).await });
     eprintln!(

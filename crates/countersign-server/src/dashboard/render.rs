@@ -4,6 +4,7 @@
 
 use super::CSRF_FIELD;
 use crate::Reviewer;
+use crate::metrics::Channel;
 use countersign_approvals::PendingListing;
 use countersign_proto::{
     ApprovalState, DecisionKind, DecisionRecord, PendingApproval, struct_to_json,
@@ -116,30 +117,13 @@ pub(crate) struct Page<'a> {
     pub draft: Option<Draft>,
 }
 
-/// Why `reviewer` may not decide `a`, if they may not: the run's resolved
-/// approvers, separation of duties, or an
-/// approval of theirs already counted towards a quorum.
+/// Why `reviewer` may not decide `a`, if they may not: the checks the
+/// dashboard's decisions pass ([`crate::decisions::check`]: the run's
+/// resolved approvers, separation of duties, an approval of theirs already
+/// counted towards a quorum), worded as a refused POST would be.
 pub(crate) fn refusal(reviewer: &Reviewer, a: &PendingApproval) -> Option<String> {
-    if !reviewer.may_decide(a) {
-        return Some(format!(
-            "Only {} may decide this call (approver groups: {}).",
-            a.approvers.join(", "),
-            a.approver_groups.join(", ")
-        ));
-    }
-    if a.separation_of_duties && a.requester == reviewer.id {
-        return Some(
-            "You started this run: separation of duties needs another reviewer.".to_string(),
-        );
-    }
-    if a.approvals_given.contains(&reviewer.id) {
-        return Some(format!(
-            "You already approved this call; it waits for {} more approval(s) from others.",
-            a.required_approvals
-                .saturating_sub(a.approvals_given.len() as u32)
-        ));
-    }
-    None
+    let refused = crate::decisions::check(Channel::Dashboard, reviewer, a).err()?;
+    Some(super::refusal_reason(&refused, true))
 }
 
 /// The approval's arguments as indented JSON.

@@ -4,7 +4,7 @@
 
 use super::render::{self, Esc, Page, Recent};
 use super::*;
-use countersign_proto::{ToolRef, json_to_struct};
+use countersign_proto::{PendingApproval, ToolRef, json_to_struct};
 use serde_json::json;
 
 #[test]
