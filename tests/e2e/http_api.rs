@@ -361,9 +361,13 @@ async fn http_api_refuses_bad_requests_with_problems_and_decides_nothing() -> Re
         call(&app, "POST", &approve_uri, Some(BOB), Payload::None)
             .await?
             .problem(StatusCode::CONFLICT);
-        call(&app, "POST", &approve_uri, Some(DAVE), Payload::None)
-            .await?
-            .problem(StatusCode::CONFLICT);
+        let late = call(&app, "POST", &approve_uri, Some(DAVE), Payload::None).await?;
+        late.problem(StatusCode::CONFLICT);
+        // The refusal's code, for programs, beside the detail.
+        assert_eq!(
+            late.json["code"], "REFUSAL_CODE_ALREADY_DECIDED",
+            "{late:?}"
+        );
 
         let state = env.result(&id).await?;
         assert_eq!(state.status(), RunStatus::Completed);

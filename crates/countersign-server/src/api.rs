@@ -332,6 +332,10 @@ struct ProblemSchema {
     status: u16,
     /// What went wrong with this request.
     detail: String,
+    /// For a decision the run (or the server) refused: the machine-readable
+    /// `countersign.v1.RefusalCode` name, e.g. `REFUSAL_CODE_ALREADY_DECIDED`.
+    #[schema(pattern = "^REFUSAL_CODE_[A-Z_]+$")]
+    code: Option<String>,
 }
 
 /// A proto message sent as proto3 JSON, described by reference to its

@@ -15,7 +15,7 @@ use crate::metrics::{
 use crate::{AppState, Reviewer};
 use axum::http::StatusCode;
 use countersign_approvals::{ApprovalsError, ApproveOptions, approve_decision, deny_decision};
-use countersign_proto::{ApprovalState, Decision, DecisionOutcome, PendingApproval};
+use countersign_proto::{ApprovalState, Decision, DecisionOutcome, PendingApproval, RefusalCode};
 use tracing::Instrument;
 
 /// What a reviewer decides, whatever the channel.
@@ -134,6 +134,31 @@ pub enum DecisionError {
 }
 
 impl DecisionError {
+    /// The refusal code of this refusal (as the run would give it); `None`
+    /// when Temporal, not a rule, is the problem.
+    pub fn code(&self) -> Option<RefusalCode> {
+        Some(match self {
+            DecisionError::ReasonRequired
+            | DecisionError::EditsNotAnObject
+            | DecisionError::MalformedArgumentsSha256
+            | DecisionError::Invalid(_) => RefusalCode::Invalid,
+            DecisionError::NotAnApprover { .. }
+            | DecisionError::OwnRequest { .. }
+            | DecisionError::AlreadyApproved { .. }
+            | DecisionError::NotAllowed(_) => RefusalCode::NotAllowed,
+            DecisionError::NotFound(_) => RefusalCode::NotFound,
+            DecisionError::Closed { state, .. } if *state == ApprovalState::Expired => {
+                RefusalCode::Expired
+            }
+            DecisionError::Closed { .. } | DecisionError::AlreadyDecided(_) => {
+                RefusalCode::AlreadyDecided
+            }
+            DecisionError::StaleArguments(_) => RefusalCode::StaleArguments,
+            DecisionError::InvalidArguments(_) => RefusalCode::InvalidArguments,
+            DecisionError::Unavailable(_) | DecisionError::Temporal(_) => return None,
+        })
+    }
+
     /// The HTTP status of this refusal, on every channel that has one.
     pub fn status(&self) -> StatusCode {
         match self {

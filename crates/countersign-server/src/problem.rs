@@ -23,6 +23,10 @@ pub struct Problem {
     pub status: u16,
     /// What went wrong with this request.
     pub detail: String,
+    /// For a refused decision: the `countersign.v1.RefusalCode` name, for
+    /// programs (the detail is for people).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 impl Problem {
@@ -33,6 +37,7 @@ impl Problem {
             title: status.canonical_reason().unwrap_or("error").into(),
             status: status.as_u16(),
             detail: detail.into(),
+            code: None,
         }
     }
 
@@ -65,7 +70,10 @@ impl Problem {
 /// The JSON API's mapping of a refused decision: its status and its message.
 impl From<DecisionError> for Problem {
     fn from(e: DecisionError) -> Self {
-        Problem::new(e.status(), e.to_string())
+        Problem {
+            code: e.code().map(|c| c.as_str_name().to_string()),
+            ..Problem::new(e.status(), e.to_string())
+        }
     }
 }
 
