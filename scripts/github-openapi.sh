@@ -216,5 +216,21 @@ result="$(json_get "$state/run.json" 'd.transcript.filter(e => e.role === "tool"
   || countersign_die "github.issues/create answered: ${result:0:300}"
 grep -q 'Responding with "201"' "$state/prism.log" || countersign_die "prism's log has no 201"
 echo "github.issues/create: $(head -1 <<<"$result") from prism"
-history_bytes="$("${TEMPORAL_CLI:-temporal}" workflow show --workflow-id "$run" --address "$TEMPORAL_ADDRESS" --output json | wc -c)"
+"${TEMPORAL_CLI:-temporal}" workflow show --workflow-id "$run" --address "$TEMPORAL_ADDRESS" --output json >"$state/history.json"
+history_bytes="$(wc -c <"$state/history.json")"
 echo "the run's history: $history_bytes bytes (temporal workflow show --output json)"
+# How long resolving the agent and discovering the API's tools took in the
+# run: each activity from scheduled to completed, from the history's times.
+node -e '
+const events = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).events;
+const scheduled = {};
+for (const e of events) {
+  const a = e.activityTaskScheduledEventAttributes;
+  if (a) scheduled[e.eventId] = [a.activityType.name, Date.parse(e.eventTime)];
+  const c = e.activityTaskCompletedEventAttributes;
+  if (c && scheduled[c.scheduledEventId]) {
+    const [name, at] = scheduled[c.scheduledEventId];
+    if (name === "resolve_agent" || name === "discover_tools")
+      console.log(`${name}: ${Date.parse(e.eventTime) - at} ms (scheduled to completed, debug build)`);
+  }
+}' "$state/history.json"

@@ -334,10 +334,7 @@ impl Approvals {
             DecisionKind::Deny => "deny",
             DecisionKind::Unspecified => "unspecified",
         };
-        let update_id = format!(
-            "decide:{}:{}:{kind}",
-            decision.approval_id, decision.reviewer
-        );
+        let update_id = update_id(&decision.approval_id, &decision.reviewer, kind);
         let options: WorkflowStartUpdateOptions = WorkflowExecuteUpdateOptions::builder()
             .update_id(update_id)
             .build()
@@ -497,21 +494,52 @@ pub async fn connect_from_env() -> Result<Client, ApprovalsError> {
     connect_with(connection_settings_from_env()?).await
 }
 
-/// Refuses, before sending, a decision whose reason or size the run would
-/// refuse anyway (see [`countersign_proto::contract::MAX_DECISION_BYTES`]).
+/// The most characters of an update id Temporal takes (its default
+/// `limit.maxIDLength`).
+const MAX_UPDATE_ID_CHARS: usize = 1000;
+
+/// The `decide` update's id: `decide:<approval id>:<reviewer>:<approve|deny>`,
+/// so a retried request gets the first outcome and is not counted twice;
+/// when that is longer than Temporal takes (a workflow id near its own
+/// limit), `decide:sha256:<hex of that text>`, which dedupes the same way.
+pub fn update_id(approval_id: &str, reviewer: &str, kind: &str) -> String {
+    let readable = format!("decide:{approval_id}:{reviewer}:{kind}");
+    if readable.chars().count() <= MAX_UPDATE_ID_CHARS {
+        return readable;
+    }
+    use sha2::{Digest, Sha256};
+    format!(
+        "decide:sha256:{}",
+        hex::encode(Sha256::digest(readable.as_bytes()))
+    )
+}
+
+/// Refuses, before sending, a decision the run would refuse for its size or
+/// form anyway ([`countersign_proto::contract::check_field_bounds`], the
+/// bounds the run applies), with the same refusal code.
 fn check_size(decision: &Decision) -> Result<(), ApprovalsError> {
-    use countersign_proto::contract::{MAX_DECISION_BYTES, MAX_REASON_CHARS};
-    let reason = decision.reason.chars().count();
-    if reason > MAX_REASON_CHARS {
-        return Err(ApprovalsError::InvalidDecision(format!(
-            "reason is too long ({reason} characters; at most {MAX_REASON_CHARS})"
-        )));
+    use countersign_proto::contract::{check_field_bounds, check_reason_bound};
+    check_reason_bound(decision)
+        .and_then(|()| check_field_bounds(decision))
+        .map_err(|e| error::from_refusal(e.code, e.message))
+}
+
+#[cfg(test)]
+mod update_id_tests {
+    use super::*;
+
+    #[test]
+    fn update_ids_are_readable_and_fit_temporal() {
+        assert_eq!(
+            update_id("wf~1a2b", "bob@example.com", "approve"),
+            "decide:wf~1a2b:bob@example.com:approve"
+        );
+        let long = format!("{}~1a2b3c4d", "w".repeat(1000));
+        let id = update_id(&long, "bob@example.com", "approve");
+        assert!(id.starts_with("decide:sha256:"), "{id}");
+        assert!(id.len() <= MAX_UPDATE_ID_CHARS);
+        // The same decision gets the same id (retries dedupe), another kind another.
+        assert_eq!(id, update_id(&long, "bob@example.com", "approve"));
+        assert_ne!(id, update_id(&long, "bob@example.com", "deny"));
     }
-    let size = serde_json::to_vec(decision).map_or(usize::MAX, |json| json.len());
-    if size > MAX_DECISION_BYTES {
-        return Err(ApprovalsError::InvalidDecision(format!(
-            "the decision is too large ({size} bytes as JSON; at most {MAX_DECISION_BYTES})"
-        )));
-    }
-    Ok(())
 }

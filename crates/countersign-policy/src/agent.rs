@@ -1096,14 +1096,7 @@ impl ScriptedStep {
 /// Workflow types that may not be used as workflow tools: Countersign's own.
 pub const RESERVED_WORKFLOW_TYPES: [&str; 2] = ["AgentRun", "ApprovalGate"];
 
-/// The first `max` characters of `text`, with `…` when it was longer: error
-/// messages never quote unbounded input.
-pub fn excerpt(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_string(),
-    }
-}
+pub use countersign_proto::contract::excerpt;
 
 /// Where a field (a TOML path such as `tools[2].builtin.url`) is in agent
 /// TOML: the 1-based line and column of its key, or of the deepest part of

@@ -64,6 +64,114 @@ pub const MAX_QUOTED_CHARS: usize = 64;
 /// far below it.
 pub const MAX_DECISION_BYTES: usize = 256 * 1024;
 
+/// The first `max` characters of `text`, with `…` when it was longer:
+/// messages never quote unbounded input.
+pub fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
+}
+
+/// A decision over one of its bounds (or malformed in a way the bounds
+/// cover): its refusal code and a message that quotes at most
+/// [`MAX_QUOTED_CHARS`] of what was sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct OutOfBounds {
+    /// `TOO_LARGE`, or `INVALID` for a value of the wrong form.
+    pub code: crate::RefusalCode,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl OutOfBounds {
+    fn too_large(message: String) -> Self {
+        Self {
+            code: crate::RefusalCode::TooLarge,
+            message,
+        }
+    }
+
+    fn invalid(message: String) -> Self {
+        Self {
+            code: crate::RefusalCode::Invalid,
+            message,
+        }
+    }
+}
+
+/// Refuses a reason longer than [`MAX_REASON_CHARS`].
+pub fn check_reason_bound(d: &crate::Decision) -> Result<(), OutOfBounds> {
+    let length = d.reason.chars().count();
+    if length > MAX_REASON_CHARS {
+        return Err(OutOfBounds::too_large(format!(
+            "reason is too long ({length} characters; at most {MAX_REASON_CHARS})"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a decision whose other fields are over their bounds or of the
+/// wrong form: the approval id, the reviewer, the hash, the kind and scope,
+/// the edited arguments, and the whole decision as JSON. The run applies
+/// it (with [`check_reason_bound`]) to every update and signal; clients
+/// apply it before sending.
+pub fn check_field_bounds(d: &crate::Decision) -> Result<(), OutOfBounds> {
+    let chars = |text: &str| text.chars().count();
+    if chars(&d.approval_id) > MAX_APPROVAL_ID_CHARS {
+        return Err(OutOfBounds::too_large(format!(
+            "approvalId is too long ({} characters; at most {MAX_APPROVAL_ID_CHARS})",
+            chars(&d.approval_id)
+        )));
+    }
+    if chars(&d.reviewer) > MAX_REVIEWER_CHARS {
+        return Err(OutOfBounds::too_large(format!(
+            "reviewer is too long ({} characters; at most {MAX_REVIEWER_CHARS})",
+            chars(&d.reviewer)
+        )));
+    }
+    if d.reviewer.chars().any(char::is_control) {
+        return Err(OutOfBounds::invalid(
+            "reviewer must be one line without control characters".into(),
+        ));
+    }
+    if !d.arguments_sha256.is_empty()
+        && (d.arguments_sha256.len() != 64
+            || !d.arguments_sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(OutOfBounds::invalid(format!(
+            "argumentsSha256 must be 64 hex digits (or absent), got `{}`",
+            excerpt(&d.arguments_sha256, MAX_QUOTED_CHARS)
+        )));
+    }
+    if crate::DecisionKind::try_from(d.kind).is_err() {
+        return Err(OutOfBounds::invalid(
+            "kind must be DECISION_KIND_APPROVE or DECISION_KIND_DENY".into(),
+        ));
+    }
+    if crate::DecisionScope::try_from(d.scope).is_err() {
+        return Err(OutOfBounds::invalid(
+            "scope must be DECISION_SCOPE_ONCE or DECISION_SCOPE_RUN (or absent)".into(),
+        ));
+    }
+    if let Some(edited) = &d.edited_arguments {
+        let size = crate::canonical_json(&crate::struct_to_json(edited)).len();
+        if size > MAX_EDITED_ARGUMENTS_BYTES {
+            return Err(OutOfBounds::too_large(format!(
+                "editedArguments are too large ({size} bytes as JSON; at most {MAX_EDITED_ARGUMENTS_BYTES})"
+            )));
+        }
+    }
+    let size = serde_json::to_vec(d).map_or(usize::MAX, |json| json.len());
+    if size > MAX_DECISION_BYTES {
+        return Err(OutOfBounds::too_large(format!(
+            "the decision is too large ({size} bytes as JSON; at most {MAX_DECISION_BYTES})"
+        )));
+    }
+    Ok(())
+}
+
 /// The separator between workflow id and approval number in an approval id.
 /// An approval id is `<workflow id>~<suffix>`, so a decision can be routed to
 /// its run from the id alone, without a visibility lookup.

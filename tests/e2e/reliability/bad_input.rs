@@ -9,7 +9,13 @@ use super::*;
 use crate::harness::{TestEnv, server_address, temporal_signal};
 use crate::http_api::{Payload, call, state as app_state};
 use countersign_approvals::{ApprovalsError, ApproveOptions, approve_decision};
-use countersign_proto::{ApprovalState, RunStatus};
+use countersign_proto::contract::{
+    MAX_APPROVAL_ID_CHARS, MAX_DECISION_BYTES, MAX_EDITED_ARGUMENTS_BYTES, MAX_REASON_CHARS,
+    MAX_REJECTED_RECORDS, MAX_REVIEWER_CHARS,
+};
+use countersign_proto::{
+    ApprovalState, Decision, DecisionKind, RefusalCode, RunStatus, json_to_struct,
+};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
@@ -203,6 +209,49 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing() -> Result<()> 
         }
     }
 
+    // 2b. Every bound of a decision, at its limit and one past it, by
+    //     update (the approvals crate applies the run's bounds before
+    //     sending, with the run's codes; decision_bounds.rs sends them raw
+    //     from the Python SDK) and by signal (the `temporal` CLI). At the limit a decision is judged (here: an
+    //     unknown approval id, NOT_FOUND); one past it, it is refused for
+    //     its size (TOO_LARGE, or INVALID for a hash that is not 64 hex).
+    let bounds = decision_bounds(&id);
+    let mut bound_refusals = Vec::new();
+    for (field, decision, expected) in &bounds {
+        let refused = match env.approvals.decide(decision.clone()).await {
+            Ok(outcome) => bail!("{field}: an update was accepted: {outcome:?}"),
+            Err(e) => e,
+        };
+        assert_eq!(
+            refused.code(),
+            Some(*expected),
+            "{field} by update: {refused}"
+        );
+        assert!(refused.to_string().len() < 400, "{field}: {refused}");
+        bound_refusals.push(json!({"case": field, "update": expected.as_str_name()}));
+    }
+    let before = env.approvals.run_state(&id).await?.decisions.len();
+    for (field, decision, _) in &bounds {
+        let text = serde_json::to_string(decision)?;
+        temporal_signal(&id, &text)
+            .await
+            .with_context(|| format!("signalling {field}"))?;
+    }
+    let state = wait_within(
+        "every bound judged by signal",
+        Duration::from_secs(60),
+        || async {
+            let state = env.approvals.run_state(&id).await.ok()?;
+            (state.decisions.len() >= before + bounds.len()).then_some(state)
+        },
+    )
+    .await?;
+    for ((field, _, expected), record) in bounds.iter().zip(&state.decisions[before..]) {
+        assert!(!record.accepted, "{field}: {record:?}");
+        assert_eq!(record.code(), *expected, "{field} by signal: {record:?}");
+        assert!(record.message.len() < 400, "{field}: {}", record.message);
+    }
+
     // 3. The HTTP API: random bytes, invalid UTF-8 and wrong JSON types on
     //    every route that takes input. Never a 5xx, always a problem.
     let app = countersign_server::app(app_state(&env, "")?);
@@ -320,12 +369,77 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing() -> Result<()> 
             "malformed_signals": signals.len(),
             "signal_refusals": signal_reasons,
             "update_refusals": update_reasons,
+            "bounds": {
+                "approval_id_chars": MAX_APPROVAL_ID_CHARS,
+                "reviewer_chars": MAX_REVIEWER_CHARS,
+                "reason_chars": MAX_REASON_CHARS,
+                "arguments_sha256": "64 hex digits",
+                "edited_arguments_bytes": MAX_EDITED_ARGUMENTS_BYTES,
+                "decision_bytes": MAX_DECISION_BYTES,
+                "rejected_records_kept": MAX_REJECTED_RECORDS,
+                "cases": bound_refusals,
+            },
             "http_cases": cases,
             "http_statuses": statuses,
             "agent_file_errors": agent_file_errors,
             "histories": tally,
         }),
     )
+}
+
+/// For each bound of a decision: (case, decision, the refusal it gets).
+/// At the limit the decision names an approval that does not exist, so it
+/// is judged and refused as NOT_FOUND; one past, its size refuses it first.
+fn decision_bounds(workflow_id: &str) -> Vec<(String, Decision, RefusalCode)> {
+    use RefusalCode::{Invalid, NotFound, TooLarge};
+    let unknown = format!("{workflow_id}~0000");
+    let base = Decision {
+        approval_id: unknown.clone(),
+        kind: DecisionKind::Approve as i32,
+        reviewer: "ops".into(),
+        ..Default::default()
+    };
+    let with = |edit: &dyn Fn(&mut Decision)| {
+        let mut d = base.clone();
+        edit(&mut d);
+        d
+    };
+    // `{"k":"…"}` is 8 bytes of canonical JSON around the string.
+    let edited =
+        |bytes: usize| json_to_struct(&json!({"k": "x".repeat(bytes - 8)})).expect("an object");
+    let id_at = |chars: usize| format!("{unknown}{}", "0".repeat(chars - unknown.len()));
+    let mut cases = Vec::new();
+    for (limit, past) in [(0, NotFound), (1, TooLarge)] {
+        let n = |max: usize| max + limit;
+        cases.extend([
+            (
+                format!("approvalId {}", n(MAX_APPROVAL_ID_CHARS)),
+                with(&|d| d.approval_id = id_at(n(MAX_APPROVAL_ID_CHARS))),
+                past,
+            ),
+            (
+                format!("reviewer {}", n(MAX_REVIEWER_CHARS)),
+                with(&|d| d.reviewer = "r".repeat(n(MAX_REVIEWER_CHARS))),
+                past,
+            ),
+            (
+                format!("reason {}", n(MAX_REASON_CHARS)),
+                with(&|d| d.reason = "y".repeat(n(MAX_REASON_CHARS))),
+                past,
+            ),
+            (
+                format!("editedArguments {} bytes", n(MAX_EDITED_ARGUMENTS_BYTES)),
+                with(&|d| d.edited_arguments = Some(edited(n(MAX_EDITED_ARGUMENTS_BYTES)))),
+                past,
+            ),
+            (
+                format!("argumentsSha256 {} hex", 64 + limit),
+                with(&|d| d.arguments_sha256 = "a".repeat(64 + limit)),
+                if limit == 0 { NotFound } else { Invalid },
+            ),
+        ]);
+    }
+    cases
 }
 
 /// A request with input: a route that takes some, any path id, and a body

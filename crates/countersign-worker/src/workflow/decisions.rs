@@ -5,10 +5,7 @@
 use super::{AgentRun, Resolution, approval_arguments, format_duration, timestamp};
 use countersign_policy::EffectClass;
 use countersign_policy::schema::check_arguments;
-use countersign_proto::contract::{
-    MAX_APPROVAL_ID_CHARS, MAX_DECISION_BYTES, MAX_EDITED_ARGUMENTS_BYTES, MAX_QUOTED_CHARS,
-    MAX_REASON_CHARS, MAX_REJECTED_RECORDS, MAX_REVIEWER_CHARS,
-};
+use countersign_proto::contract::{self, MAX_QUOTED_CHARS, MAX_REJECTED_RECORDS};
 use countersign_proto::{
     ApprovalState, Decision, DecisionKind, DecisionOutcome, DecisionRecord, DecisionScope,
     PendingApproval, RefusalCode, StickyApproval, struct_to_json,
@@ -82,74 +79,21 @@ pub(super) fn quoted(text: &str) -> String {
     countersign_policy::agent::excerpt(text, MAX_QUOTED_CHARS)
 }
 
-/// Refuses a reason longer than [`MAX_REASON_CHARS`].
+/// Refuses a reason longer than [`countersign_proto::contract::MAX_REASON_CHARS`].
 pub(super) fn check_reason(d: &Decision) -> Result<(), Refusal> {
-    let length = d.reason.chars().count();
-    if length > MAX_REASON_CHARS {
-        return Err(Refusal::too_large(format!(
-            "reason is too long ({length} characters; at most {MAX_REASON_CHARS})"
-        )));
-    }
-    Ok(())
+    contract::check_reason_bound(d).map_err(Refusal::from)
 }
 
-/// Refuses a decision whose fields (other than the reason, see
-/// [`check_reason`]) are over their bounds or malformed: the approval id,
-/// the reviewer, the hash, the scope and kind, the edited arguments, and
-/// the whole decision. Nothing refused here is quoted whole.
+/// Refuses a decision whose other fields are over their bounds or of the
+/// wrong form ([`contract::check_field_bounds`], the one home of the bounds).
 pub(super) fn check_bounds(d: &Decision) -> Result<(), Refusal> {
-    let chars = |text: &str| text.chars().count();
-    if chars(&d.approval_id) > MAX_APPROVAL_ID_CHARS {
-        return Err(Refusal::too_large(format!(
-            "approvalId is too long ({} characters; at most {MAX_APPROVAL_ID_CHARS})",
-            chars(&d.approval_id)
-        )));
+    contract::check_field_bounds(d).map_err(Refusal::from)
+}
+
+impl From<contract::OutOfBounds> for Refusal {
+    fn from(e: contract::OutOfBounds) -> Self {
+        Refusal::new(e.code, e.message)
     }
-    if chars(&d.reviewer) > MAX_REVIEWER_CHARS {
-        return Err(Refusal::too_large(format!(
-            "reviewer is too long ({} characters; at most {MAX_REVIEWER_CHARS})",
-            chars(&d.reviewer)
-        )));
-    }
-    if d.reviewer.chars().any(char::is_control) {
-        return Err(Refusal::invalid(
-            "reviewer must be one line without control characters",
-        ));
-    }
-    if !d.arguments_sha256.is_empty()
-        && (d.arguments_sha256.len() != 64
-            || !d.arguments_sha256.bytes().all(|b| b.is_ascii_hexdigit()))
-    {
-        return Err(Refusal::invalid(format!(
-            "argumentsSha256 must be 64 hex digits (or absent), got `{}`",
-            quoted(&d.arguments_sha256)
-        )));
-    }
-    if DecisionKind::try_from(d.kind).is_err() {
-        return Err(Refusal::invalid(
-            "kind must be DECISION_KIND_APPROVE or DECISION_KIND_DENY",
-        ));
-    }
-    if DecisionScope::try_from(d.scope).is_err() {
-        return Err(Refusal::invalid(
-            "scope must be DECISION_SCOPE_ONCE or DECISION_SCOPE_RUN (or absent)",
-        ));
-    }
-    if let Some(edited) = &d.edited_arguments {
-        let size = countersign_proto::canonical_json(&struct_to_json(edited)).len();
-        if size > MAX_EDITED_ARGUMENTS_BYTES {
-            return Err(Refusal::too_large(format!(
-                "editedArguments are too large ({size} bytes as JSON; at most {MAX_EDITED_ARGUMENTS_BYTES})"
-            )));
-        }
-    }
-    let size = serde_json::to_vec(d).map_or(usize::MAX, |json| json.len());
-    if size > MAX_DECISION_BYTES {
-        return Err(Refusal::too_large(format!(
-            "the decision is too large ({size} bytes as JSON; at most {MAX_DECISION_BYTES})"
-        )));
-    }
-    Ok(())
 }
 
 /// Decodes a signal payload as a proto3-JSON `Decision`. A payload over
