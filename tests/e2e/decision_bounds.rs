@@ -4,6 +4,7 @@
 //! None may fail a workflow task or push the run's state past Temporal's
 //! limits; the next real decision is taken at once and the run completes.
 
+use crate::gate_bypass::PAYER;
 use crate::harness::*;
 use crate::reliability::HistoryTally;
 use anyhow::{Context, Result, ensure};
@@ -12,29 +13,6 @@ use countersign_proto::contract::{MAX_REJECTED_RECORDS, MAX_REVIEWER_CHARS};
 use countersign_proto::{RefusalCode, RunStatus};
 use prost::Message;
 use serde_json::Value;
-
-const PAYER: &str = r#"
-name = "t-bounds-payer"
-
-[model]
-provider = "scripted"
-
-[[model.steps]]
-say = "Paying."
-calls = [{ tool = "pay", arguments = { to = "acme", amount = 120, currency = "EUR" } }]
-on_error = "report"
-
-[[model.steps]]
-say = "Paid."
-
-[[model.steps]]
-id = "report"
-say = "Could not: {last_error}"
-
-[[tools]]
-name = "pay"
-builtin = { kind = "payment_request", url = "{sink}/payments" }
-"#;
 
 /// The interpreter with the Temporal Python SDK (`scripts/test.sh` sets it up).
 fn python() -> Result<String> {

@@ -14,7 +14,7 @@ use countersign_worker::AgentRegistry;
 use serde_json::{Value, json};
 
 /// A scripted agent that pays once; it reports an error result and stops.
-const PAYER: &str = r#"
+pub(crate) const PAYER: &str = r#"
 name = "t-bypass-payer"
 instructions = "Pay invoices."
 
@@ -63,6 +63,37 @@ async fn failure_of(env: &TestEnv, workflow_id: &str) -> Result<String> {
         ),
         Err(e) => Ok(format!("{e:#}")),
     }
+}
+
+/// Starts one run per case (what it is, the input JSON or none, what its
+/// failure must say) with the `temporal` CLI, then checks that each fails
+/// with its cause, in a message that quotes little of what was sent.
+async fn expect_failures(
+    env: &TestEnv,
+    prefix: &str,
+    cases: &[(&str, Option<String>, &str)],
+) -> Result<()> {
+    let mut ids = Vec::new();
+    for (what, input, _) in cases {
+        let id = unique(prefix);
+        temporal_start(&env.task_queue, &id, input.as_deref())
+            .await
+            .map_err(|e| e.context(what.to_string()))?;
+        ids.push(id);
+    }
+    for ((what, _, expected), id) in cases.iter().zip(&ids) {
+        let failure = failure_of(env, id).await?;
+        assert!(
+            failure.contains(expected),
+            "{what}: expected `{expected}` in: {failure}"
+        );
+        assert!(
+            failure.len() < 4_000,
+            "{what}: the refusal quotes too much ({} bytes)",
+            failure.len()
+        );
+    }
+    Ok(())
 }
 
 #[tokio::test]
@@ -168,26 +199,7 @@ async fn crafted_inputs_fail_the_run_and_never_pay() -> Result<()> {
             "`carried` is set only by Countersign's own continue-as-new",
         ),
     ];
-    let mut ids = Vec::new();
-    for (what, input, _) in &cases {
-        let id = unique("bypass-input");
-        temporal_start(&env.task_queue, &id, input.as_deref())
-            .await
-            .map_err(|e| e.context(what.to_string()))?;
-        ids.push(id);
-    }
-    for ((what, _, expected), id) in cases.iter().zip(&ids) {
-        let failure = failure_of(&env, id).await?;
-        assert!(
-            failure.contains(expected),
-            "{what}: expected `{expected}` in: {failure}"
-        );
-        assert!(
-            failure.len() < 4_000,
-            "{what}: the refusal quotes too much ({} bytes)",
-            failure.len()
-        );
-    }
+    expect_failures(&env, "bypass-input", &cases).await?;
     assert_eq!(env.sink.received("/payments").len(), 0);
     Ok(())
 }
@@ -245,22 +257,14 @@ async fn inline_definitions_are_validated_by_the_run_itself() -> Result<()> {
             "`AgentRun` is Countersign's own workflow and cannot be a workflow tool",
         ),
     ];
-    let mut ids = Vec::new();
-    for (what, agent, _) in &cases {
-        let id = unique("bypass-inline");
-        let input = json!({"agent": agent, "prompt": "pay", "requester": "mallory"});
-        temporal_start(&env.task_queue, &id, Some(&input.to_string()))
-            .await
-            .map_err(|e| e.context(what.to_string()))?;
-        ids.push(id);
-    }
-    for ((what, _, expected), id) in cases.iter().zip(&ids) {
-        let failure = failure_of(&env, id).await?;
-        assert!(
-            failure.contains(expected),
-            "{what}: expected `{expected}` in: {failure}"
-        );
-    }
+    let cases: Vec<(&str, Option<String>, &str)> = cases
+        .into_iter()
+        .map(|(what, agent, expected)| {
+            let input = json!({"agent": agent, "prompt": "pay", "requester": "mallory"});
+            (what, Some(input.to_string()), expected)
+        })
+        .collect();
+    expect_failures(&env, "bypass-inline", &cases).await?;
     assert_eq!(env.sink.received("/payments").len(), 0);
     assert!(!worker.log().contains("panicked"), "{}", worker.log());
     Ok(())

@@ -255,8 +255,9 @@ pub struct StartRunBody {
     #[serde(default)]
     #[schema(value_type = Option<String>, example = "user_requested", pattern = "^(autonomous|user_requested)$")]
     pub mode: Option<RunMode>,
-    /// The conversation the run belongs to.
+    /// The conversation the run belongs to (one line, at most 256 characters).
     #[serde(default)]
+    #[schema(max_length = 256, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub conversation_id: String,
     /// Pins the agent's definition: the run fails unless the worker's has
     /// this SHA-256 (`countersign agents list` prints them).
@@ -279,6 +280,7 @@ fn agent_schema() -> utoipa::openapi::schema::Schema {
                 .schema_type(Type::String)
                 .min_length(Some(1))
                 .max_length(Some(128))
+                .pattern(Some("^[A-Za-z0-9._-]+$"))
                 .description(Some("the name of an agent the workers serve")),
         )
         .item(
