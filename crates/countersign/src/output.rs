@@ -2,7 +2,7 @@
 //! and the demo. `--json` output is the proto3 JSON of the same messages.
 
 use countersign_proto::{
-    ApprovalState, DecisionKind, PendingApproval, RunState, canonical_json, struct_to_json,
+    ApprovalState, DecisionKind, DecisionRecord, PendingApproval, RunState, canonical_json, struct_to_json,
 };
 
 /// A multi-line description of one approval.
@@ -23,6 +23,7 @@ pub fn approval_text(a: &PendingApproval) -> String {
          model says {reason}\n\
          expires    {expires}\n\
          approvals  {given}/{required}\n\
+         signatures {signatures}\n\
          sha256     {sha}\n\
          arguments  {args}\n",
         id = a.approval_id,
@@ -55,6 +56,11 @@ pub fn approval_text(a: &PendingApproval) -> String {
         expires = timestamp_text(a.expires_at.as_ref()),
         given = a.approvals_given.len(),
         required = a.required_approvals,
+        signatures = if a.signed_decisions_required {
+            "required: only decisions signed by a key the worker trusts are accepted"
+        } else {
+            "not required: unsigned decisions are accepted"
+        },
         sha = a.arguments_sha256,
         args = args.replace('\n', "\n           "),
     )
@@ -135,7 +141,7 @@ pub fn run_text(r: &RunState) -> String {
                 (false, _) => "REJECTED".into(),
             };
             out.push_str(&format!(
-                "  {} {} {} by {} via {}{}: {}\n",
+                "  {} {} {} by {} via {}{}{}: {}\n",
                 timestamp_text(d.decided_at.as_ref()),
                 what,
                 if d.tool.is_empty() {
@@ -149,6 +155,7 @@ pub fn run_text(r: &RunState) -> String {
                     &d.reviewer
                 },
                 d.channel,
+                signature_text(d),
                 if d.reason.is_empty() {
                     String::new()
                 } else {
@@ -162,6 +169,18 @@ pub fn run_text(r: &RunState) -> String {
         out.push_str(&format!("answer: {}\n", r.final_answer));
     }
     out
+}
+
+/// Who signed a reviewer's decision: ", signed by <key id>", ", unsigned",
+/// or nothing for records no reviewer sent (timer, sticky, malformed).
+pub fn signature_text(d: &DecisionRecord) -> String {
+    if !matches!(d.channel.as_str(), "update" | "signal") || d.reviewer.is_empty() {
+        String::new()
+    } else if d.signed_by.is_empty() {
+        ", unsigned".into()
+    } else {
+        format!(", signed by {}", d.signed_by)
+    }
 }
 
 fn timestamp_text<T: serde::Serialize>(t: Option<&T>) -> String {
