@@ -17,8 +17,8 @@ pub use connection::{
 pub use contract::{
     AgentRunWorkflow, ApprovalDecisionSignal, DecideUpdate, PendingApprovalsQuery, RunStateQuery,
 };
-pub use error::ApprovalsError;
 pub use countersign_proto::signing::{InvalidKeyId, SigningKey};
+pub use error::ApprovalsError;
 
 use countersign_policy::run::AgentRunInput;
 use countersign_proto::contract::{

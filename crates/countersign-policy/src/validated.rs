@@ -413,12 +413,13 @@ builtin = { kind = "append_todo", path = "todo.txt" }
                 .signed_decisions_required
         );
         // Not set: the definition's hash is what it was before the field existed.
-        assert!(!serde_json::to_string(plain.file()).unwrap().contains("signed"));
-
-        let text = PAY.replace(
-            "[model]",
-            "require_signed_decisions = true\n[model]",
+        assert!(
+            !serde_json::to_string(plain.file())
+                .unwrap()
+                .contains("signed")
         );
+
+        let text = PAY.replace("[model]", "require_signed_decisions = true\n[model]");
         let mut f = file(&text);
         f.tools[1].require_signed_decisions = Some(false);
         let agent = Agent::new(f).unwrap();

@@ -69,7 +69,9 @@ pub enum SignatureError {
     #[error("the signature is not base64 of a 64-byte Ed25519 signature")]
     Malformed,
     /// The signature does not match the decision under this key.
-    #[error("the signature does not verify under key `{0}`: the decision was changed after signing, or signed by another key")]
+    #[error(
+        "the signature does not verify under key `{0}`: the decision was changed after signing, or signed by another key"
+    )]
     Mismatch(String),
     /// The trusted key itself is broken.
     #[error(transparent)]
@@ -319,7 +321,10 @@ mod tests {
         let changes: Vec<(&str, Box<dyn Fn(&mut Decision)>)> = vec![
             ("approvalId", Box::new(|d| d.approval_id.push('x'))),
             ("kind", Box::new(|d| d.kind = DecisionKind::Deny as i32)),
-            ("reviewer", Box::new(|d| d.reviewer = "mallory@example.com".into())),
+            (
+                "reviewer",
+                Box::new(|d| d.reviewer = "mallory@example.com".into()),
+            ),
             ("reason", Box::new(|d| d.reason.push(' '))),
             ("editedArguments", Box::new(|d| d.edited_arguments = None)),
             (
@@ -329,7 +334,10 @@ mod tests {
                         Some(json_to_struct(&json!({"to": "ACME", "amount": 2500})).unwrap())
                 }),
             ),
-            ("argumentsSha256", Box::new(|d| d.arguments_sha256 = "cd".repeat(32))),
+            (
+                "argumentsSha256",
+                Box::new(|d| d.arguments_sha256 = "cd".repeat(32)),
+            ),
             ("scope", Box::new(|d| d.scope = DecisionScope::Run as i32)),
         ];
         for (field, change) in changes {

@@ -829,7 +829,12 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
                 }),
                 AgentSpec::Inline(file),
             ) => (*file, false, trusted_keys),
-            (Ok(ResolvedAgent { definition: None, .. }), AgentSpec::Name(name)) => {
+            (
+                Ok(ResolvedAgent {
+                    definition: None, ..
+                }),
+                AgentSpec::Name(name),
+            ) => {
                 return Err(finish_failed(
                     ctx,
                     format!("the worker did not resolve agent `{name}`"),

@@ -378,8 +378,8 @@ async fn serve(listen: &str, config: Option<&std::path::Path>, task_queue: Strin
     let mut state = countersign_server::AppState::new(approvals, config, task_queue)?;
     match signing {
         Some(signing) => {
-            let key = crate::keys::read_key_file(&signing.key_file)
-                .context("[signing] key_file")?;
+            let key =
+                crate::keys::read_key_file(&signing.key_file).context("[signing] key_file")?;
             state = state.with_signer(countersign_server::DecisionSigner::new(
                 &signing.key_id,
                 key,

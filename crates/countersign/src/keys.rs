@@ -35,7 +35,11 @@ pub fn new_key_pair(id: &str, dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let key = signing_key_from_secret(&secret);
     secret.fill(0);
     write_new(&private, signing_key_pem(&key)?.as_bytes(), 0o600)?;
-    write_new(&public, verifying_key_pem(&key.verifying_key())?.as_bytes(), 0o644)?;
+    write_new(
+        &public,
+        verifying_key_pem(&key.verifying_key())?.as_bytes(),
+        0o644,
+    )?;
     Ok((private, public))
 }
 
@@ -58,7 +62,8 @@ pub fn read_signing_key(path: &Path) -> Result<(String, SigningKey)> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    check_key_id(&id).with_context(|| format!("{}: the file's stem is the key id", path.display()))?;
+    check_key_id(&id)
+        .with_context(|| format!("{}: the file's stem is the key id", path.display()))?;
     let key = read_key_file(path)?;
     Ok((id, key))
 }

@@ -2,7 +2,8 @@
 //! and the demo. `--json` output is the proto3 JSON of the same messages.
 
 use countersign_proto::{
-    ApprovalState, DecisionKind, DecisionRecord, PendingApproval, RunState, canonical_json, struct_to_json,
+    ApprovalState, DecisionKind, DecisionRecord, PendingApproval, RunState, canonical_json,
+    struct_to_json,
 };
 
 /// A multi-line description of one approval.

@@ -869,16 +869,30 @@ mod tests {
 
         // Not required: unsigned decisions pass; a signature must still verify.
         assert!(run.check_decision(&decision("bob", true, false)).is_ok());
-        let refused = run.check_decision(&signed(&other_key, "serve-1")).unwrap_err();
+        let refused = run
+            .check_decision(&signed(&other_key, "serve-1"))
+            .unwrap_err();
         assert_eq!(refused.code, RefusalCode::Unsigned, "{}", refused.message);
-        let refused = run.check_decision(&signed(&other_key, "intruder")).unwrap_err();
+        let refused = run
+            .check_decision(&signed(&other_key, "intruder"))
+            .unwrap_err();
         assert_eq!(refused.code, RefusalCode::Unsigned);
-        assert!(refused.message.contains("not a key this run trusts"), "{}", refused.message);
+        assert!(
+            refused.message.contains("not a key this run trusts"),
+            "{}",
+            refused.message
+        );
 
         run.state.approvals[0].signed_decisions_required = true;
-        let refused = run.check_decision(&decision("bob", true, false)).unwrap_err();
+        let refused = run
+            .check_decision(&decision("bob", true, false))
+            .unwrap_err();
         assert_eq!(refused.code, RefusalCode::Unsigned);
-        assert!(refused.message.contains("--sign-key"), "{}", refused.message);
+        assert!(
+            refused.message.contains("--sign-key"),
+            "{}",
+            refused.message
+        );
         // A signed decision whose reviewer was changed afterwards.
         let mut forged = signed(&trusted_key, "serve-1");
         forged.reviewer = "carol".into();
