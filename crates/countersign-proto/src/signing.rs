@@ -318,7 +318,8 @@ mod tests {
         sign(&mut d, "finance-1", &key(1)).unwrap();
         assert_eq!(verify(&d, &trusted), Ok(Some("finance-1".to_string())));
 
-        let changes: Vec<(&str, Box<dyn Fn(&mut Decision)>)> = vec![
+        type Change = Box<dyn Fn(&mut Decision)>;
+        let changes: Vec<(&str, Change)> = vec![
             ("approvalId", Box::new(|d| d.approval_id.push('x'))),
             ("kind", Box::new(|d| d.kind = DecisionKind::Deny as i32)),
             (
