@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use countersign_approvals::{Approvals, ApprovalsError, ApproveOptions};
 use countersign_proto::signing::{TrustedKeys, sign};
 use countersign_proto::{RefusalCode, RunStatus};
+use countersign_server::{DecisionSigner, ServerConfig};
 use countersign_worker::AgentRegistry;
 use countersign_worker::registry::load_trusted_keys;
 use std::path::Path;
@@ -226,6 +227,52 @@ async fn agents_without_the_flag_take_unsigned_decisions_and_signed_ones_name_th
         assert_eq!(decision.signed_by, "ops-bot");
         assert_eq!(decision.channel, "signal");
         assert_eq!(env.sink.received("/payments").len(), 2);
+        Ok(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn serve_signs_every_decision_with_its_signing_key() -> Result<()> {
+    use crate::http_api::{BOB, Payload, call, state};
+    use axum::http::StatusCode;
+    let env = TestEnv::new("serve-signs").await?;
+    let keys = env.dir.path().join("keys");
+    new_keys("serve-1", &keys).await?;
+    // serve's config names the key; the binary reads the file.
+    let config = ServerConfig::from_toml(
+        "[signing]\nkey_id = \"serve-1\"\nkey_file = \"keys/serve-1.key\"\n",
+        Path::new("server.toml"),
+    )?;
+    let signing = config.signing.context("[signing]")?;
+    assert_eq!(signing.key_id, "serve-1");
+    let key = countersign::keys::read_key_file(&keys.join("serve-1.key"))?;
+    let unsigned_app = countersign_server::app(state(&env, "")?);
+    let app = countersign_server::app(
+        state(&env, "")?.with_signer(DecisionSigner::new(&signing.key_id, key)?),
+    );
+    let registry = worker_trusting(&keys)?;
+    env.with_worker_serving(registry, async {
+        let id = env
+            .start(env.agent(&signed_pay_agent())?, "pay invoice 9")
+            .await?;
+        let approval = env.pending(&id, 1).await?.remove(0);
+        let uri = format!("/approvals/{}/approve", approval.approval_id);
+        // A server without [signing]: its decision is refused by the run.
+        let refused = call(&unsigned_app, "POST", &uri, Some(BOB), Payload::None).await?;
+        assert_ne!(refused.status, StatusCode::OK, "{refused:?}");
+        assert!(env.sink.received("/payments").is_empty());
+        let answer = call(&app, "POST", &uri, Some(BOB), Payload::None).await?;
+        assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+        let state = env.result(&id).await?;
+        let decision = state
+            .decisions
+            .iter()
+            .find(|d| d.accepted)
+            .context("accepted")?;
+        assert_eq!(decision.reviewer, "bob@example.com");
+        assert_eq!(decision.signed_by, "serve-1");
+        assert_eq!(env.sink.received("/payments").len(), 1);
         Ok(())
     })
     .await
