@@ -292,3 +292,41 @@ impl ServerConfig {
 pub fn token_sha256(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_names_a_valid_key_id_and_a_file_relative_to_the_config() {
+        let dir = std::env::temp_dir().join(format!("countersign-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.toml");
+        std::fs::write(
+            &path,
+            "[signing]\nkey_id = \"serve-1\"\nkey_file = \"keys/serve-1.key\"\n",
+        )
+        .unwrap();
+        let signing = ServerConfig::from_file(&path).unwrap().signing.unwrap();
+        assert_eq!(signing.key_id, "serve-1");
+        assert_eq!(signing.key_file, dir.join("keys/serve-1.key"));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let refused = ServerConfig::from_toml(
+            "[signing]\nkey_id = \"../serve\"\nkey_file = \"k.key\"\n",
+            Path::new("s.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("signing.key_id"), "{refused}");
+        assert!(
+            ServerConfig::from_toml("[signing]\nkey_id = \"a\"\n", Path::new("s.toml")).is_err()
+        );
+        assert!(
+            ServerConfig::from_toml("", Path::new("s.toml"))
+                .unwrap()
+                .signing
+                .is_none()
+        );
+    }
+}

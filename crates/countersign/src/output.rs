@@ -189,3 +189,27 @@ fn timestamp_text<T: serde::Serialize>(t: Option<&T>) -> String {
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| "-".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_say_who_signed_them() {
+        let mut record = DecisionRecord {
+            reviewer: "bob@example.com".into(),
+            channel: "update".into(),
+            ..Default::default()
+        };
+        assert_eq!(signature_text(&record), ", unsigned");
+        record.signed_by = "serve-1".into();
+        assert_eq!(signature_text(&record), ", signed by serve-1");
+        record.channel = "sticky".into();
+        assert_eq!(signature_text(&record), "");
+        let approval = PendingApproval {
+            signed_decisions_required: true,
+            ..Default::default()
+        };
+        assert!(approval_text(&approval).contains("signatures required"));
+    }
+}

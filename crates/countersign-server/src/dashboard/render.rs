@@ -663,3 +663,23 @@ pub(crate) fn utc_text(seconds: i64) -> String {
         secs % 60
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reviewers_decisions_say_who_signed_them() {
+        let mut record = DecisionRecord {
+            reviewer: "bob@example.com".into(),
+            channel: "signal".into(),
+            ..Default::default()
+        };
+        assert!(signature_cell(&record).contains(">unsigned<"));
+        record.signed_by = "serve-1<b>".into();
+        let cell = signature_cell(&record);
+        assert!(cell.contains("signed by serve-1&lt;b&gt;"), "{cell}");
+        record.channel = "timer".into();
+        assert_eq!(signature_cell(&record), "");
+    }
+}
