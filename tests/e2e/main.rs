@@ -12,6 +12,7 @@ mod observability;
 mod operators;
 mod policy_rules;
 mod reliability;
+mod signed_decisions;
 mod slack;
 mod tool_kinds;
 mod worker_process;

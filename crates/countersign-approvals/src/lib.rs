@@ -17,6 +17,7 @@ pub use connection::{
 pub use contract::{
     AgentRunWorkflow, ApprovalDecisionSignal, DecideUpdate, PendingApprovalsQuery, RunStateQuery,
 };
+pub use countersign_proto::signing::{InvalidKeyId, SigningKey};
 pub use error::ApprovalsError;
 
 use countersign_policy::run::AgentRunInput;
@@ -92,12 +93,41 @@ pub struct ApproveOptions {
 #[derive(Clone)]
 pub struct Approvals {
     client: Client,
+    /// Signs every decision sent, when set: the key id and the private key.
+    signer: Option<std::sync::Arc<(String, SigningKey)>>,
 }
 
 impl Approvals {
     /// Wraps a connected Temporal client.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            signer: None,
+        }
+    }
+
+    /// The same client, signing every decision it sends ([`Approvals::decide`],
+    /// [`Approvals::send_decision`] and the helpers built on them) with `key`
+    /// under `key_id`, the id the workers know its public key by
+    /// (`--trusted-keys DIR` holds it as `<key_id>.pub`).
+    pub fn with_signing_key(mut self, key_id: &str, key: SigningKey) -> Result<Self, InvalidKeyId> {
+        countersign_proto::signing::check_key_id(key_id)?;
+        self.signer = Some(std::sync::Arc::new((key_id.to_string(), key)));
+        Ok(self)
+    }
+
+    /// The id of the key this client signs with, if it signs.
+    pub fn signing_key_id(&self) -> Option<&str> {
+        self.signer.as_deref().map(|(id, _)| id.as_str())
+    }
+
+    /// Signs `decision` when this client has a signing key.
+    fn signed(&self, mut decision: Decision) -> Decision {
+        if let Some((key_id, key)) = self.signer.as_deref() {
+            // The key id was checked in `with_signing_key`.
+            let _ = countersign_proto::signing::sign(&mut decision, key_id, key);
+        }
+        decision
     }
 
     /// Connects with the Temporal SDK's standard settings: `TEMPORAL_ADDRESS`,
@@ -301,6 +331,7 @@ impl Approvals {
     /// `workflow_id`, `run_id` (once the server named the run), `reviewer`
     /// and `kind`.
     pub async fn decide(&self, decision: Decision) -> Result<DecisionOutcome, ApprovalsError> {
+        let decision = self.signed(decision);
         let span = tracing::info_span!(
             "decide",
             approval_id = %decision.approval_id,
@@ -397,6 +428,7 @@ impl Approvals {
     /// Sends a decision by the `approval_decision` signal (fire-and-forget:
     /// what the run cannot accept is recorded as rejected in its `run_state`).
     pub async fn send_decision(&self, decision: Decision) -> Result<(), ApprovalsError> {
+        let decision = self.signed(decision);
         check_size(&decision)?;
         let handle = self.handle_for_approval(&decision.approval_id)?;
         let approval_id = decision.approval_id.clone();
@@ -472,6 +504,7 @@ pub fn approve_decision(
         } else {
             DecisionScope::Once
         } as i32,
+        signature: None,
     })
 }
 

@@ -59,6 +59,11 @@ pub struct AgentFile {
     /// The run's requester may not approve the run's own calls.
     #[serde(default)]
     pub separation_of_duties: bool,
+    /// Decisions on this agent's calls must be signed by a key the worker
+    /// trusts (`countersign worker --trusted-keys`); unsigned ones, e.g. typed
+    /// into the `temporal` CLI, are refused. Default for every tool.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_signed_decisions: bool,
     /// After this long without a decision, remind the approvers (an audit
     /// record and a notification); must be shorter than the expiry.
     #[serde(default, with = "optional_duration_text")]
@@ -255,6 +260,9 @@ pub struct ToolDefinition {
     /// Overrides the agent's `separation_of_duties` for this tool.
     #[serde(default)]
     pub separation_of_duties: Option<bool>,
+    /// Overrides the agent's `require_signed_decisions` for this tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_signed_decisions: Option<bool>,
     /// A condition on the arguments that adds approval when it holds, e.g.
     /// `"amount > 100 and currency != \"USD\""` (see `countersign_policy::condition`).
     #[serde(default)]
@@ -1042,6 +1050,15 @@ impl AgentFile {
         self.tool(&tool.name)
             .and_then(|t| t.separation_of_duties)
             .unwrap_or(self.separation_of_duties)
+    }
+
+    /// Whether decisions on calls to `tool` must be signed by a trusted key:
+    /// the tool's own setting, else the agent's (source tools always take
+    /// the agent's).
+    pub fn signed_decisions_required_for(&self, tool: &crate::catalog::CatalogTool) -> bool {
+        self.tool(&tool.name)
+            .and_then(|t| t.require_signed_decisions)
+            .unwrap_or(self.require_signed_decisions)
     }
 
     /// Every condition in the file, with its TOML field path.

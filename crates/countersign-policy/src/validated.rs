@@ -57,6 +57,8 @@ pub struct Gate {
     pub approvers: Vec<String>,
     /// Whether the run's requester is barred from approving it.
     pub separation_of_duties: bool,
+    /// Whether decisions must be signed by a key the worker trusts.
+    pub signed_decisions_required: bool,
     /// How long the call waits before it expires (fail-closed).
     pub expiry: Duration,
 }
@@ -192,6 +194,7 @@ impl Agent {
                 approver_groups: self.approvers.clone(),
                 approvers: vec![],
                 separation_of_duties: self.separation_of_duties,
+                signed_decisions_required: self.require_signed_decisions,
                 expiry: self.expiry_for(None),
             };
         };
@@ -215,6 +218,7 @@ impl Agent {
             approver_groups: self.approver_groups(tool),
             approvers: self.eligible_reviewers(tool),
             separation_of_duties: self.separation_of_duties_for(tool),
+            signed_decisions_required: self.signed_decisions_required_for(tool),
             expiry: self.expiry_for(Some(tool)),
         }
     }
@@ -399,6 +403,46 @@ builtin = { kind = "append_todo", path = "todo.txt" }
     }
 
     #[test]
+    fn signed_decisions_come_from_the_agent_or_the_tool_and_keep_old_hashes() {
+        let plain = Agent::new(file(PAY)).unwrap();
+        let pay = catalog_tool(&plain, "pay");
+        let args = serde_json::json!({});
+        assert!(
+            !plain
+                .gate(Some(&pay), &args, RunMode::Autonomous)
+                .signed_decisions_required
+        );
+        // Not set: the definition's hash is what it was before the field existed.
+        assert!(
+            !serde_json::to_string(plain.file())
+                .unwrap()
+                .contains("signed")
+        );
+
+        let text = PAY.replace("[model]", "require_signed_decisions = true\n[model]");
+        let mut f = file(&text);
+        f.tools[1].require_signed_decisions = Some(false);
+        let agent = Agent::new(f).unwrap();
+        assert_ne!(agent.sha256(), plain.sha256());
+        let gate = |name: &str| {
+            agent
+                .gate(
+                    Some(&catalog_tool(&agent, name)),
+                    &serde_json::json!({"item": "abcdef"}),
+                    RunMode::Autonomous,
+                )
+                .signed_decisions_required
+        };
+        assert!(gate("pay"), "the agent-level default applies");
+        assert!(!gate("todo"), "the tool's own setting wins");
+        assert!(
+            agent
+                .gate(None, &args, RunMode::Autonomous)
+                .signed_decisions_required
+        );
+    }
+
+    #[test]
     fn gate_applies_conditions_and_the_mode() {
         let agent = Agent::new(file(PAY)).unwrap();
         let todo = catalog_tool(&agent, "todo");
@@ -475,6 +519,7 @@ builtin = { kind = "append_todo", path = "todo.txt" }
                     quorum: None,
                     quorum_when: None,
                     separation_of_duties: None,
+                    require_signed_decisions: None,
                     approval_when: None,
                     builtin: None,
                     agent: Some(crate::sources::SubAgentTool {

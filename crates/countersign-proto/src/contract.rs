@@ -163,6 +163,26 @@ pub fn check_field_bounds(d: &crate::Decision) -> Result<(), OutOfBounds> {
             )));
         }
     }
+    if let Some(signature) = &d.signature {
+        use crate::signing::{MAX_KEY_ID_CHARS, SIGNATURE_BASE64_CHARS};
+        if chars(&signature.key_id) > MAX_KEY_ID_CHARS {
+            return Err(OutOfBounds::too_large(format!(
+                "signature.keyId is too long ({} characters; at most {MAX_KEY_ID_CHARS})",
+                chars(&signature.key_id)
+            )));
+        }
+        let length = chars(&signature.signature);
+        if length > SIGNATURE_BASE64_CHARS {
+            return Err(OutOfBounds::too_large(format!(
+                "signature.signature is too long ({length} characters; an Ed25519 signature is {SIGNATURE_BASE64_CHARS} in base64)"
+            )));
+        }
+        if length != SIGNATURE_BASE64_CHARS {
+            return Err(OutOfBounds::invalid(format!(
+                "signature.signature must be {SIGNATURE_BASE64_CHARS} base64 characters (a 64-byte Ed25519 signature), got {length}"
+            )));
+        }
+    }
     let size = serde_json::to_vec(d).map_or(usize::MAX, |json| json.len());
     if size > MAX_DECISION_BYTES {
         return Err(OutOfBounds::too_large(format!(

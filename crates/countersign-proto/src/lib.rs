@@ -14,6 +14,7 @@ pub mod v1 {
 
 pub mod contract;
 mod json;
+pub mod signing;
 
 pub use json::{JsonError, arguments_sha256, canonical_json, json_to_struct, struct_to_json};
 pub use v1::*;

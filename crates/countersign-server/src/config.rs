@@ -15,6 +15,10 @@
 //!
 //! [runs]
 //! allow_inline_agents = false            # POST /runs {"agent": "<name>"} names an agent the workers serve
+//!
+//! [signing]
+//! key_id = "serve-1"                     # workers trust it as <--trusted-keys DIR>/serve-1.pub
+//! key_file = "/etc/countersign/serve-1.key"   # from `countersign keys new`; relative: to this file
 //! ```
 
 use serde::Deserialize;
@@ -38,6 +42,28 @@ pub struct ServerConfig {
     /// What `POST /runs` may send.
     #[serde(default)]
     pub runs: RunsConfig,
+    /// The key every decision is signed with; absent: decisions are sent
+    /// unsigned (agents with `require_signed_decisions` refuse them).
+    #[serde(default)]
+    pub signing: Option<SigningConfig>,
+}
+
+/// The key `countersign serve` signs every decision with.
+///
+/// ```toml
+/// [signing]
+/// key_id = "serve-1"
+/// key_file = "keys/serve-1.key"   # PKCS#8 PEM, from `countersign keys new`
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// The key id workers know its public key by (`<id>.pub` in their
+    /// `--trusted-keys` folder).
+    pub key_id: String,
+    /// The private key file (PKCS#8 PEM). A relative path is resolved
+    /// against the configuration file's folder by [`ServerConfig::from_file`].
+    pub key_file: PathBuf,
 }
 
 /// A reviewer: an identity, a token (as its hash) and groups.
@@ -169,7 +195,14 @@ impl ServerConfig {
             path: path.to_owned(),
             error,
         })?;
-        Self::from_toml(&text, path)
+        let mut config = Self::from_toml(&text, path)?;
+        if let Some(signing) = &mut config.signing
+            && signing.key_file.is_relative()
+        {
+            let base = path.parent().unwrap_or(Path::new("."));
+            signing.key_file = base.join(&signing.key_file);
+        }
+        Ok(config)
     }
 
     /// Parses and validates configuration TOML; `path` names it in errors.
@@ -204,6 +237,16 @@ impl ServerConfig {
                 return Err(invalid(format!(
                     "reviewers[{i}].token_sha256 is the same as another reviewer's"
                 )));
+            }
+        }
+        if let Some(signing) = &config.signing {
+            countersign_proto::signing::check_key_id(&signing.key_id)
+                .map_err(|e| invalid(format!("signing.key_id: {e}")))?;
+            if signing.key_file.as_os_str().is_empty() {
+                return Err(invalid(
+                    "signing.key_file must name the private key file (from `countersign keys new`)"
+                        .into(),
+                ));
             }
         }
         if let Some(name) = &config.dashboard.session_key_env
@@ -248,4 +291,42 @@ impl ServerConfig {
 /// Lowercase hex SHA-256 of a token: what the config stores.
 pub fn token_sha256(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_names_a_valid_key_id_and_a_file_relative_to_the_config() {
+        let dir = std::env::temp_dir().join(format!("countersign-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("server.toml");
+        std::fs::write(
+            &path,
+            "[signing]\nkey_id = \"serve-1\"\nkey_file = \"keys/serve-1.key\"\n",
+        )
+        .unwrap();
+        let signing = ServerConfig::from_file(&path).unwrap().signing.unwrap();
+        assert_eq!(signing.key_id, "serve-1");
+        assert_eq!(signing.key_file, dir.join("keys/serve-1.key"));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        let refused = ServerConfig::from_toml(
+            "[signing]\nkey_id = \"../serve\"\nkey_file = \"k.key\"\n",
+            Path::new("s.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(refused.contains("signing.key_id"), "{refused}");
+        assert!(
+            ServerConfig::from_toml("[signing]\nkey_id = \"a\"\n", Path::new("s.toml")).is_err()
+        );
+        assert!(
+            ServerConfig::from_toml("", Path::new("s.toml"))
+                .unwrap()
+                .signing
+                .is_none()
+        );
+    }
 }

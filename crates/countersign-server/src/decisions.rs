@@ -343,7 +343,12 @@ pub async fn decide(
     approval_id: &str,
     verdict: Verdict,
 ) -> Result<Decided, DecisionError> {
-    let decision = decision_of(approval_id, reviewer, verdict)?;
+    let mut decision = decision_of(approval_id, reviewer, verdict)?;
+    // Signed here, once, for every channel: the run then knows the
+    // reviewer was set by this server, not typed by whoever reached it.
+    if let Some(signer) = &state.signer {
+        signer.sign(&mut decision);
+    }
     let span = decision_span(channel, approval_id, &reviewer.id);
     async {
         let approval = match decidable(state, channel, reviewer, approval_id).await {

@@ -21,7 +21,7 @@ use axum::routing::get;
 use countersign_approvals::Approvals;
 use std::sync::Arc;
 
-pub use config::{ConfigError, Reviewer, ServerConfig};
+pub use config::{ConfigError, Reviewer, ServerConfig, SigningConfig};
 pub use problem::Problem;
 pub use session::{SessionKey, SessionKeyError};
 
@@ -36,6 +36,49 @@ pub struct AppState {
     pub task_queue: String,
     /// Signs and checks the dashboard's session cookies.
     pub sessions: SessionKey,
+    /// Signs every decision [`decisions::decide`] sends (`[signing]`); `None`:
+    /// unsigned.
+    pub signer: Option<Arc<DecisionSigner>>,
+}
+
+/// A key decisions are signed with, and the id workers trust it under.
+pub struct DecisionSigner {
+    key_id: String,
+    key: countersign_proto::signing::SigningKey,
+}
+
+impl DecisionSigner {
+    /// A signer for `key` under `key_id` (checked: 1-64 letters, digits,
+    /// `-`, `_`, `.`).
+    pub fn new(
+        key_id: &str,
+        key: countersign_proto::signing::SigningKey,
+    ) -> Result<Self, countersign_proto::signing::InvalidKeyId> {
+        countersign_proto::signing::check_key_id(key_id)?;
+        Ok(Self {
+            key_id: key_id.to_string(),
+            key,
+        })
+    }
+
+    /// The key id.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// Signs `decision` (replacing any signature it had).
+    pub fn sign(&self, decision: &mut countersign_proto::Decision) {
+        // The key id was checked in `new`.
+        let _ = countersign_proto::signing::sign(decision, &self.key_id, &self.key);
+    }
+}
+
+impl std::fmt::Debug for DecisionSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecisionSigner")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {
@@ -54,7 +97,14 @@ impl AppState {
             config,
             task_queue: task_queue.into(),
             sessions,
+            signer: None,
         })
+    }
+
+    /// The same state, signing every decision with `signer`.
+    pub fn with_signer(mut self, signer: DecisionSigner) -> Self {
+        self.signer = Some(Arc::new(signer));
+        self
     }
 }
 

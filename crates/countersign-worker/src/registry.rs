@@ -14,6 +14,7 @@
 
 use countersign_policy::Agent;
 use countersign_policy::agent::{AgentFile, AgentFileError};
+use countersign_proto::signing::{InvalidKeyId, KeyError, TrustedKeys, parse_verifying_key};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,73 @@ pub struct AgentLookup {
 pub struct ResolvedAgent {
     /// The registry's definition; `None` when the run may use its inline one.
     pub definition: Option<Box<AgentFile>>,
+    /// The public keys the worker trusts to sign decisions
+    /// (`--trusted-keys`), recorded in the run's history so that verifying
+    /// a signature in workflow code is deterministic. Absent in runs
+    /// resolved before signed decisions: they trust no key.
+    #[serde(default, skip_serializing_if = "TrustedKeys::is_empty")]
+    pub trusted_keys: TrustedKeys,
+}
+
+/// Why a folder of trusted public keys cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustedKeysError {
+    /// The folder or a file cannot be read.
+    #[error("cannot read {path}: {error}")]
+    Read {
+        /// The folder or file.
+        path: PathBuf,
+        /// The I/O error.
+        error: std::io::Error,
+    },
+    /// A file's stem is not a valid key id.
+    #[error("{path}: {error}")]
+    KeyId {
+        /// The file.
+        path: PathBuf,
+        /// Why the stem is refused.
+        error: InvalidKeyId,
+    },
+    /// A file is not an SPKI PEM Ed25519 public key.
+    #[error("{path}: {error}")]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// Why it does not parse.
+        error: KeyError,
+    },
+}
+
+/// Loads every `*.pub` file directly in `dir` as a trusted public key (SPKI
+/// PEM), its key id being the file's stem. An empty folder trusts no key.
+pub fn load_trusted_keys(dir: &Path) -> Result<TrustedKeys, TrustedKeysError> {
+    let read = |path: &Path, error| TrustedKeysError::Read {
+        path: path.to_owned(),
+        error,
+    };
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| read(dir, e))? {
+        let path = entry.map_err(|e| read(dir, e))?.path();
+        if path.extension().is_some_and(|e| e == "pub") && path.is_file() {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut keys = TrustedKeys::new();
+    for path in paths {
+        let id = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(&path).map_err(|e| read(&path, e))?;
+        let key = parse_verifying_key(&text).map_err(|error| TrustedKeysError::Key {
+            path: path.clone(),
+            error,
+        })?;
+        keys.insert(&id, &key)
+            .map_err(|error| TrustedKeysError::KeyId { path, error })?;
+    }
+    Ok(keys)
 }
 
 /// Why a worker cannot serve its agents folder.
@@ -98,6 +166,7 @@ pub enum ResolveError {
 pub struct AgentRegistry {
     agents: BTreeMap<String, (Agent, PathBuf)>,
     allow_inline: bool,
+    trusted_keys: TrustedKeys,
 }
 
 impl AgentRegistry {
@@ -171,6 +240,18 @@ impl AgentRegistry {
         self
     }
 
+    /// The same registry, trusting `keys` to sign decisions: every run it
+    /// resolves records them (see [`ResolvedAgent::trusted_keys`]).
+    pub fn with_trusted_keys(mut self, keys: TrustedKeys) -> Self {
+        self.trusted_keys = keys;
+        self
+    }
+
+    /// The public keys trusted to sign decisions.
+    pub fn trusted_keys(&self) -> &TrustedKeys {
+        &self.trusted_keys
+    }
+
     /// Whether inline definitions are accepted.
     pub fn allows_inline(&self) -> bool {
         self.allow_inline
@@ -206,11 +287,15 @@ impl AgentRegistry {
             if !self.allow_inline {
                 return Err(ResolveError::InlineRefused { name });
             }
-            return Ok(ResolvedAgent { definition: None });
+            return Ok(ResolvedAgent {
+                definition: None,
+                trusted_keys: self.trusted_keys.clone(),
+            });
         }
         match self.get(&lookup.name) {
             Some(agent) => Ok(ResolvedAgent {
                 definition: Some(Box::new(agent.file().clone())),
+                trusted_keys: self.trusted_keys.clone(),
             }),
             None => Err(ResolveError::Unknown {
                 name,

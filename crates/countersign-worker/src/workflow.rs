@@ -22,6 +22,7 @@ use countersign_policy::run::{AgentRunInput, AgentSpec, CarriedState, InputError
 use countersign_policy::schema::check_arguments;
 use countersign_policy::{Agent, RunMode};
 use countersign_proto::contract::{self, APPROVAL_ID_SEPARATOR, MAX_DECISION_BYTES};
+use countersign_proto::signing::TrustedKeys;
 use countersign_proto::{
     ApprovalState, Decision, DecisionOutcome, PendingApproval, RunState, RunStatus, ToolCall,
     ToolRef, TranscriptEntry, arguments_sha256, json_to_struct, struct_to_json,
@@ -63,6 +64,10 @@ pub struct AgentRun {
     /// Whether the agent came from the worker's registry (its sub-agents
     /// are then started by name and hash, never inline).
     from_registry: bool,
+    /// The public keys this run trusts to sign decisions, as the
+    /// `resolve_agent` activity recorded them (none before resolution, and
+    /// none in runs recorded before the registry).
+    trusted_keys: TrustedKeys,
     state: RunState,
     /// Every tool the model may call; a name not in here never runs.
     catalog: Vec<CatalogTool>,
@@ -146,6 +151,7 @@ impl AgentRun {
                 refused,
                 agent: None,
                 from_registry: false,
+                trusted_keys: TrustedKeys::new(),
                 state,
                 catalog,
                 turns_taken,
@@ -180,6 +186,7 @@ impl AgentRun {
             refused,
             agent: None,
             from_registry: false,
+            trusted_keys: TrustedKeys::new(),
             state,
             catalog: vec![],
             turns_taken: 0,
@@ -511,6 +518,7 @@ fn open_approval(
         approver_groups: gate.approver_groups.clone(),
         approvers: gate.approvers.clone(),
         separation_of_duties: gate.separation_of_duties,
+        signed_decisions_required: gate.signed_decisions_required,
     });
     let sticky = ctx.state(|s| s.sticky_grant(&approval).cloned());
     ctx.state_mut(|s| s.state.approvals.push(approval));
@@ -794,7 +802,7 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
     }
     let input = ctx.state(|s| s.input().clone());
     let patched = ctx.patched(PATCH_AGENT_REGISTRY);
-    let (file, from_registry) = if patched {
+    let (file, from_registry, trusted_keys) = if patched {
         let lookup = AgentLookup {
             name: input.agent.name().to_string(),
             inline: matches!(input.agent, AgentSpec::Inline(_)),
@@ -810,11 +818,23 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
             (
                 Ok(ResolvedAgent {
                     definition: Some(file),
+                    trusted_keys,
                 }),
                 _,
-            ) => (*file, true),
-            (Ok(ResolvedAgent { definition: None }), AgentSpec::Inline(file)) => (*file, false),
-            (Ok(ResolvedAgent { definition: None }), AgentSpec::Name(name)) => {
+            ) => (*file, true, trusted_keys),
+            (
+                Ok(ResolvedAgent {
+                    definition: None,
+                    trusted_keys,
+                }),
+                AgentSpec::Inline(file),
+            ) => (*file, false, trusted_keys),
+            (
+                Ok(ResolvedAgent {
+                    definition: None, ..
+                }),
+                AgentSpec::Name(name),
+            ) => {
                 return Err(finish_failed(
                     ctx,
                     format!("the worker did not resolve agent `{name}`"),
@@ -824,8 +844,9 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
             (Err(e), _) => return Err(finish_failed(ctx, root_cause(&e))),
         }
     } else {
+        // Runs recorded before the registry trust no signing key.
         match input.agent {
-            AgentSpec::Inline(file) => (*file, false),
+            AgentSpec::Inline(file) => (*file, false, TrustedKeys::new()),
             AgentSpec::Name(name) => {
                 return Err(finish_failed(
                     ctx,
@@ -878,6 +899,7 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
         s.state.mode = s.input().mode.unwrap_or(agent.mode).as_str().to_string();
         s.agent = Some(agent);
         s.from_registry = from_registry;
+        s.trusted_keys = trusted_keys;
     });
     Ok(())
 }

@@ -67,6 +67,26 @@ enum Command {
     /// Creates reviewer tokens for the server config.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Creates keys that sign decisions.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Writes a new Ed25519 key pair: OUT/ID.key (private, PKCS#8 PEM,
+    /// mode 0600: for `serve`'s [signing] or `approvals --sign-key`) and
+    /// OUT/ID.pub (public, SPKI PEM: for the workers' --trusted-keys).
+    /// Never overwrites.
+    New {
+        /// The key id (1-64 letters, digits, `-`, `_`, `.`); decisions
+        /// signed with it name it, and workers trust it as ID.pub.
+        #[arg(long)]
+        id: String,
+        /// The folder to write both files to.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -202,6 +222,10 @@ enum ApprovalsCommand {
         /// Send by signal (fire-and-forget) instead of update.
         #[arg(long)]
         signal: bool,
+        /// Sign the decision with this private key (PKCS#8 PEM, from
+        /// `countersign keys new`); its key id is the file's stem.
+        #[arg(long, value_name = "FILE", env = "COUNTERSIGN_SIGN_KEY")]
+        sign_key: Option<PathBuf>,
     },
     /// Denies pending calls (several ids: a batch of one run); the model is
     /// told the reason.
@@ -218,6 +242,10 @@ enum ApprovalsCommand {
         /// Send by signal (fire-and-forget) instead of update.
         #[arg(long)]
         signal: bool,
+        /// Sign the decision with this private key (PKCS#8 PEM, from
+        /// `countersign keys new`); its key id is the file's stem.
+        #[arg(long, value_name = "FILE", env = "COUNTERSIGN_SIGN_KEY")]
+        sign_key: Option<PathBuf>,
     },
 }
 
@@ -256,6 +284,16 @@ pub async fn run(cli: Cli) -> Result<()> {
             config,
             task_queue,
         } => serve(&listen, config.as_deref(), task_queue).await,
+        Command::Keys(KeysCommand::New { id, out }) => {
+            let (private, public) = crate::keys::new_key_pair(&id, &out)?;
+            println!("{}", public.display());
+            eprintln!(
+                "wrote {} (private: keep it where only the signer reads it) and {} (public: copy it into each worker's --trusted-keys folder)",
+                private.display(),
+                public.display()
+            );
+            Ok(())
+        }
         Command::Token(TokenCommand::New { reviewer, groups }) => {
             if reviewer.trim().is_empty() || reviewer.chars().any(char::is_control) {
                 anyhow::bail!(
@@ -336,7 +374,25 @@ async fn serve(listen: &str, config: Option<&std::path::Path>, task_queue: Strin
         }
     };
     let approvals = Approvals::connect_from_env().await?;
-    let state = countersign_server::AppState::new(approvals, config, task_queue)?;
+    let signing = config.signing.clone();
+    let mut state = countersign_server::AppState::new(approvals, config, task_queue)?;
+    match signing {
+        Some(signing) => {
+            let key =
+                crate::keys::read_key_file(&signing.key_file).context("[signing] key_file")?;
+            state = state.with_signer(countersign_server::DecisionSigner::new(
+                &signing.key_id,
+                key,
+            )?);
+            eprintln!(
+                "countersign serve: signing every decision with key `{}`",
+                signing.key_id
+            );
+        }
+        None => eprintln!(
+            "countersign serve: no [signing] key: decisions are sent unsigned, and agents with require_signed_decisions refuse them"
+        ),
+    }
     if state.sessions.is_ephemeral() {
         eprintln!(
             "countersign serve: dashboard sessions are signed with a random key made at start, so they end when serve restarts; set [dashboard] session_key_env to keep them across restarts and replicas"
@@ -513,7 +569,9 @@ async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
             for_rest_of_run,
             reviewer,
             signal,
+            sign_key,
         } => {
+            let approvals = signing(approvals, sign_key.as_deref())?;
             let reviewer = identity(reviewer, "COUNTERSIGN_REVIEWER", "--reviewer")?;
             let edited_arguments = arguments
                 .map(|text| {
@@ -549,7 +607,9 @@ async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
             reason,
             reviewer,
             signal,
+            sign_key,
         } => {
+            let approvals = signing(approvals, sign_key.as_deref())?;
             let reviewer = identity(reviewer, "COUNTERSIGN_REVIEWER", "--reviewer")?;
             if reason.trim().is_empty() {
                 bail!("--reason must say why: the model is told");
@@ -562,6 +622,15 @@ async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The client, signing with the key in `file` when one is given.
+fn signing(approvals: Approvals, file: Option<&std::path::Path>) -> Result<Approvals> {
+    let Some(file) = file else {
+        return Ok(approvals);
+    };
+    let (key_id, key) = crate::keys::read_signing_key(file)?;
+    Ok(approvals.with_signing_key(&key_id, key)?)
 }
 
 /// Sends decisions: one by update (its answer printed), several as a batch

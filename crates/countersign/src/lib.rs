@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod demo;
 pub mod devserver;
+pub mod keys;
 pub mod logging;
 #[cfg(feature = "otel")]
 pub mod otel;

@@ -2,7 +2,8 @@
 //! and the demo. `--json` output is the proto3 JSON of the same messages.
 
 use countersign_proto::{
-    ApprovalState, DecisionKind, PendingApproval, RunState, canonical_json, struct_to_json,
+    ApprovalState, DecisionKind, DecisionRecord, PendingApproval, RunState, canonical_json,
+    struct_to_json,
 };
 
 /// A multi-line description of one approval.
@@ -23,6 +24,7 @@ pub fn approval_text(a: &PendingApproval) -> String {
          model says {reason}\n\
          expires    {expires}\n\
          approvals  {given}/{required}\n\
+         signatures {signatures}\n\
          sha256     {sha}\n\
          arguments  {args}\n",
         id = a.approval_id,
@@ -55,6 +57,11 @@ pub fn approval_text(a: &PendingApproval) -> String {
         expires = timestamp_text(a.expires_at.as_ref()),
         given = a.approvals_given.len(),
         required = a.required_approvals,
+        signatures = if a.signed_decisions_required {
+            "required: only decisions signed by a key the worker trusts are accepted"
+        } else {
+            "not required: unsigned decisions are accepted"
+        },
         sha = a.arguments_sha256,
         args = args.replace('\n', "\n           "),
     )
@@ -135,7 +142,7 @@ pub fn run_text(r: &RunState) -> String {
                 (false, _) => "REJECTED".into(),
             };
             out.push_str(&format!(
-                "  {} {} {} by {} via {}{}: {}\n",
+                "  {} {} {} by {} via {}{}{}: {}\n",
                 timestamp_text(d.decided_at.as_ref()),
                 what,
                 if d.tool.is_empty() {
@@ -149,6 +156,7 @@ pub fn run_text(r: &RunState) -> String {
                     &d.reviewer
                 },
                 d.channel,
+                signature_text(d),
                 if d.reason.is_empty() {
                     String::new()
                 } else {
@@ -164,8 +172,44 @@ pub fn run_text(r: &RunState) -> String {
     out
 }
 
+/// Who signed a reviewer's decision: ", signed by <key id>", ", unsigned",
+/// or nothing for records no reviewer sent (timer, sticky, malformed).
+pub fn signature_text(d: &DecisionRecord) -> String {
+    if !matches!(d.channel.as_str(), "update" | "signal") || d.reviewer.is_empty() {
+        String::new()
+    } else if d.signed_by.is_empty() {
+        ", unsigned".into()
+    } else {
+        format!(", signed by {}", d.signed_by)
+    }
+}
+
 fn timestamp_text<T: serde::Serialize>(t: Option<&T>) -> String {
     t.and_then(|t| serde_json::to_value(t).ok())
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_else(|| "-".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_say_who_signed_them() {
+        let mut record = DecisionRecord {
+            reviewer: "bob@example.com".into(),
+            channel: "update".into(),
+            ..Default::default()
+        };
+        assert_eq!(signature_text(&record), ", unsigned");
+        record.signed_by = "serve-1".into();
+        assert_eq!(signature_text(&record), ", signed by serve-1");
+        record.channel = "sticky".into();
+        assert_eq!(signature_text(&record), "");
+        let approval = PendingApproval {
+            signed_decisions_required: true,
+            ..Default::default()
+        };
+        assert!(approval_text(&approval).contains("signatures required"));
+    }
 }

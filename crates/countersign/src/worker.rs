@@ -7,6 +7,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use countersign_proto::contract::TASK_QUEUE;
+use countersign_proto::signing::TrustedKeys;
 use countersign_worker::{AgentRegistry, ToolMetrics, WorkerTuning};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,12 @@ pub struct WorkerArgs {
     /// decides what this worker runs).
     #[arg(long, env = "COUNTERSIGN_ALLOW_INLINE_AGENTS")]
     pub allow_inline_agents: bool,
+    /// The public keys trusted to sign decisions: every `*.pub` file in DIR
+    /// (SPKI PEM, from `countersign keys new`), its key id being the file's
+    /// stem. Each run records the keys when it starts; agents with
+    /// `require_signed_decisions` refuse decisions not signed by one of them.
+    #[arg(long, value_name = "DIR", env = "COUNTERSIGN_TRUSTED_KEYS")]
+    pub trusted_keys: Option<std::path::PathBuf>,
     /// Workflow runs kept in memory between tasks (the sticky cache). A run
     /// waiting for approval costs one entry until it is evicted; after that,
     /// its next decision replays its history once. 0 turns the cache off.
@@ -152,6 +159,28 @@ pub fn load_registry(dir: Option<&std::path::Path>, allow_inline: bool) -> Resul
     Ok(registry)
 }
 
+/// Loads the trusted public keys (or none) and says on stderr which.
+pub fn load_trusted_keys(dir: Option<&std::path::Path>) -> Result<TrustedKeys> {
+    let Some(dir) = dir else {
+        return Ok(TrustedKeys::new());
+    };
+    let keys = countersign_worker::registry::load_trusted_keys(dir)?;
+    if keys.is_empty() {
+        eprintln!(
+            "warning: --trusted-keys {}: no *.pub files; every signed decision is refused",
+            dir.display()
+        );
+    } else {
+        eprintln!(
+            "trusting {} decision signing keys from {}: {}",
+            keys.len(),
+            dir.display(),
+            keys.ids().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(keys)
+}
+
 /// How long after the grace period shutdown may still take (workflow tasks
 /// in flight, reporting the cancelled activities) before the process gives up.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(15);
@@ -163,7 +192,8 @@ const SHUTDOWN_MARGIN: Duration = Duration::from_secs(15);
 pub async fn run(args: WorkerArgs) -> Result<()> {
     let tuning = args.tuning();
     // A broken agent file stops the worker before it connects.
-    let agents = load_registry(args.agents.as_deref(), args.allow_inline_agents)?;
+    let agents = load_registry(args.agents.as_deref(), args.allow_inline_agents)?
+        .with_trusted_keys(load_trusted_keys(args.trusted_keys.as_deref())?);
     let settings = countersign_approvals::connection_settings_from_env()?;
     let server = settings.summary();
     let client = countersign_approvals::connect_with(settings).await?;

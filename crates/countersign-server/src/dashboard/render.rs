@@ -519,7 +519,7 @@ fn recent_section(out: &mut String, page: &Page<'_>) {
         let _ = write!(
             out,
             "<tr><td title=\"{}\">{}</td><td class=\"what {class}\">{}</td><td><code>{}</code></td>\
-             <td>{}</td><td>{}</td><td>{}{}</td><td><code>{}</code><br><span class=\"muted\">{}</span></td></tr>",
+             <td>{}</td><td>{}{}</td><td>{}{}</td><td><code>{}</code><br><span class=\"muted\">{}</span></td></tr>",
             Esc(&when.map(utc_text).unwrap_or_default()),
             Esc(&when.map_or("-".into(), |w| ago_text(now - w))),
             Esc(&what),
@@ -534,6 +534,7 @@ fn recent_section(out: &mut String, page: &Page<'_>) {
                 &r.reviewer
             }),
             Esc(&r.channel),
+            signature_cell(r),
             if r.reason.is_empty() {
                 String::new()
             } else {
@@ -545,6 +546,21 @@ fn recent_section(out: &mut String, page: &Page<'_>) {
         );
     }
     out.push_str("</tbody></table></section>\n");
+}
+
+/// Who signed a reviewer's decision, under its channel: "signed by <key
+/// id>" or "unsigned" (nothing for timer and sticky records).
+fn signature_cell(r: &DecisionRecord) -> String {
+    if !matches!(r.channel.as_str(), "update" | "signal") || r.reviewer.is_empty() {
+        String::new()
+    } else if r.signed_by.is_empty() {
+        "<br><span class=\"muted unsigned\">unsigned</span>".into()
+    } else {
+        format!(
+            "<br><span class=\"muted signed\">signed by {}</span>",
+            Esc(&r.signed_by)
+        )
+    }
 }
 
 /// What a decision record says happened, and a CSS class for it.
@@ -646,4 +662,24 @@ pub(crate) fn utc_text(seconds: i64) -> String {
         (secs % 3600) / 60,
         secs % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reviewers_decisions_say_who_signed_them() {
+        let mut record = DecisionRecord {
+            reviewer: "bob@example.com".into(),
+            channel: "signal".into(),
+            ..Default::default()
+        };
+        assert!(signature_cell(&record).contains(">unsigned<"));
+        record.signed_by = "serve-1<b>".into();
+        let cell = signature_cell(&record);
+        assert!(cell.contains("signed by serve-1&lt;b&gt;"), "{cell}");
+        record.channel = "timer".into();
+        assert_eq!(signature_cell(&record), "");
+    }
 }

@@ -6,6 +6,7 @@ use super::{AgentRun, Resolution, approval_arguments, format_duration, timestamp
 use countersign_policy::EffectClass;
 use countersign_policy::schema::check_arguments;
 use countersign_proto::contract::{self, MAX_QUOTED_CHARS, MAX_REJECTED_RECORDS};
+use countersign_proto::signing::{SignatureError, verify};
 use countersign_proto::{
     ApprovalState, Decision, DecisionKind, DecisionOutcome, DecisionRecord, DecisionScope,
     PendingApproval, RefusalCode, StickyApproval, struct_to_json,
@@ -209,6 +210,7 @@ impl AgentRun {
                 "kind must be DECISION_KIND_APPROVE or DECISION_KIND_DENY",
             ));
         }
+        self.check_signature(d, approval)?;
         if d.reviewer.trim().is_empty() {
             return Err(Refusal::invalid(
                 "reviewer is required: every decision names who took it",
@@ -300,6 +302,48 @@ impl AgentRun {
             }
         }
         Ok(approval)
+    }
+
+    /// A signed decision must verify against a key this run trusts; an
+    /// approval that requires signatures refuses an unsigned one. `Ok` is
+    /// the id of the key that signed (`None`: unsigned, and allowed).
+    fn check_signature(
+        &self,
+        d: &Decision,
+        approval: &PendingApproval,
+    ) -> Result<Option<String>, Refusal> {
+        let unsigned = |message: String| Refusal::new(RefusalCode::Unsigned, message);
+        match verify(d, &self.trusted_keys) {
+            Ok(Some(key_id)) => Ok(Some(key_id)),
+            Ok(None) if approval.signed_decisions_required => Err(unsigned(format!(
+                "unsigned decision refused: agent `{}` requires decisions signed by a key the worker trusts \
+                 (require_signed_decisions), so whoever can reach the run cannot decide as a reviewer; \
+                 decide through `countersign serve` (it signs with its [signing] key), or with \
+                 `countersign approvals approve|deny --sign-key FILE`",
+                self.state.agent
+            ))),
+            Ok(None) => Ok(None),
+            Err(SignatureError::UnknownKey(key_id)) => Err(unsigned(format!(
+                "signed by `{}`, which is not a key this run trusts (the worker's --trusted-keys when the run started: {})",
+                quoted(&key_id),
+                if self.trusted_keys.is_empty() {
+                    "none".to_string()
+                } else {
+                    self.trusted_keys.ids().collect::<Vec<_>>().join(", ")
+                }
+            ))),
+            Err(SignatureError::Mismatch(key_id)) => Err(unsigned(format!(
+                "the signature does not verify under key `{}`: the decision was changed after signing, or signed by another key",
+                quoted(&key_id)
+            ))),
+            Err(SignatureError::KeyId(_)) => Err(unsigned(
+                "signature.keyId is not a key id (1-64 letters, digits, `-`, `_`, `.`)".to_string(),
+            )),
+            Err(SignatureError::Malformed) => Err(unsigned(
+                "signature.signature is not base64 of a 64-byte Ed25519 signature".to_string(),
+            )),
+            Err(SignatureError::Key(problem)) => Err(unsigned(problem.to_string())),
+        }
     }
 
     /// Records a decision refused before judging (a field over its bound),
@@ -415,6 +459,11 @@ impl AgentRun {
                         approval.approvals_given.push(reviewer.clone());
                     }
                 }
+                record.signed_by = d
+                    .signature
+                    .as_ref()
+                    .map(|s| s.key_id.clone())
+                    .unwrap_or_default();
                 (
                     true,
                     new_state,
@@ -696,6 +745,7 @@ mod tests {
             refused: None,
             agent: Some(countersign_policy::Agent::new(agent).unwrap()),
             from_registry: false,
+            trusted_keys: countersign_proto::signing::TrustedKeys::new(),
             state: RunState {
                 approvals: vec![approval],
                 ..Default::default()
@@ -723,6 +773,81 @@ mod tests {
             } as i32,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn signatures_are_checked_against_the_run_and_the_approval() {
+        use countersign_proto::signing::{SigningKey, TrustedKeys, sign};
+        let trusted_key = SigningKey::from_bytes(&[1; 32]);
+        let other_key = SigningKey::from_bytes(&[2; 32]);
+        let mut run = run_with_approval(1, false);
+        run.trusted_keys = TrustedKeys::new()
+            .with("serve-1", &trusted_key.verifying_key())
+            .unwrap();
+        let signed = |key: &SigningKey, id: &str| {
+            let mut d = decision("bob", true, false);
+            sign(&mut d, id, key).unwrap();
+            d
+        };
+
+        // Not required: unsigned decisions pass; a signature must still verify.
+        assert!(run.check_decision(&decision("bob", true, false)).is_ok());
+        let refused = run
+            .check_decision(&signed(&other_key, "serve-1"))
+            .unwrap_err();
+        assert_eq!(refused.code, RefusalCode::Unsigned, "{}", refused.message);
+        let refused = run
+            .check_decision(&signed(&other_key, "intruder"))
+            .unwrap_err();
+        assert_eq!(refused.code, RefusalCode::Unsigned);
+        assert!(
+            refused.message.contains("not a key this run trusts"),
+            "{}",
+            refused.message
+        );
+
+        run.state.approvals[0].signed_decisions_required = true;
+        let refused = run
+            .check_decision(&decision("bob", true, false))
+            .unwrap_err();
+        assert_eq!(refused.code, RefusalCode::Unsigned);
+        assert!(
+            refused.message.contains("--sign-key"),
+            "{}",
+            refused.message
+        );
+        // A signed decision whose reviewer was changed afterwards.
+        let mut forged = signed(&trusted_key, "serve-1");
+        forged.reviewer = "carol".into();
+        assert_eq!(
+            run.check_decision(&forged).unwrap_err().code,
+            RefusalCode::Unsigned
+        );
+
+        let outcome = run.apply_decision(signed(&trusted_key, "serve-1"), None, "signal");
+        assert!(outcome.accepted, "{}", outcome.message);
+        let record = run.state.decisions.last().unwrap();
+        assert_eq!(record.signed_by, "serve-1");
+        assert!(record.accepted);
+    }
+
+    #[test]
+    fn signature_fields_are_bounded() {
+        let mut d = decision("bob", true, false);
+        d.signature = Some(countersign_proto::DecisionSignature {
+            key_id: "k".repeat(65),
+            signature: "A".repeat(88),
+        });
+        assert_eq!(check_bounds(&d).unwrap_err().code, RefusalCode::TooLarge);
+        d.signature.as_mut().unwrap().key_id = "k".into();
+        d.signature.as_mut().unwrap().signature = "A".repeat(100_000);
+        let refusal = check_bounds(&d).unwrap_err();
+        assert_eq!(refusal.code, RefusalCode::TooLarge);
+        assert!(refusal.message.len() < 200, "{}", refusal.message);
+        d.signature.as_mut().unwrap().signature = "A".repeat(87);
+        assert_eq!(check_bounds(&d).unwrap_err().code, RefusalCode::Invalid);
+        d.signature.as_mut().unwrap().signature = "A".repeat(88);
+        assert!(check_bounds(&d).is_ok());
     }
 
     proptest! {
