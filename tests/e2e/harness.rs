@@ -265,6 +265,23 @@ say = "Could not: {{last_error}}"
     )
 }
 
+/// Runs the `countersign` binary against the shared server (no profile, no
+/// signing key from the environment). Async, so an in-process worker keeps
+/// answering queries while the command runs.
+pub async fn countersign(args: &[&str]) -> Result<std::process::Output> {
+    Ok(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
+            .args(args)
+            .env("TEMPORAL_ADDRESS", server_address())
+            .env("TEMPORAL_NAMESPACE", "default")
+            .env_remove("TEMPORAL_PROFILE")
+            .env_remove("COUNTERSIGN_SIGN_KEY")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await?,
+    )
+}
+
 /// Starts an `AgentRun` with the real `temporal` CLI, as an operator or a
 /// script would (`temporal workflow start --type AgentRun --input-file F`);
 /// `input` is the JSON text, or `None` for no input at all.

@@ -7,22 +7,7 @@ use crate::harness::*;
 use anyhow::{Context, Result};
 use countersign_proto::{ApprovalState, PendingApproval, RunStatus};
 use serde_json::json;
-use std::process::{Command, Output, Stdio};
-
-/// Runs the `countersign` binary against the shared server. Async, so the
-/// in-process worker keeps answering queries while the command runs.
-async fn countersign(args: &[&str]) -> Result<Output> {
-    Ok(
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .args(args)
-            .env("TEMPORAL_ADDRESS", server_address())
-            .env("TEMPORAL_NAMESPACE", "default")
-            .env_remove("TEMPORAL_PROFILE")
-            .stdin(Stdio::null())
-            .output()
-            .await?,
-    )
-}
+use std::process::{Command, Stdio};
 
 #[tokio::test]
 async fn temporal_cli_signal_with_hand_written_json_resumes_the_run() -> Result<()> {

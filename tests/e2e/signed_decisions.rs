@@ -14,22 +14,6 @@ use countersign_server::{DecisionSigner, ServerConfig};
 use countersign_worker::AgentRegistry;
 use countersign_worker::registry::load_trusted_keys;
 use std::path::Path;
-use std::process::Output;
-
-/// Runs the `countersign` binary against the shared server.
-async fn countersign(args: &[&str]) -> Result<Output> {
-    Ok(
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_countersign"))
-            .args(args)
-            .env("TEMPORAL_ADDRESS", server_address())
-            .env("TEMPORAL_NAMESPACE", "default")
-            .env_remove("TEMPORAL_PROFILE")
-            .env_remove("COUNTERSIGN_SIGN_KEY")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .await?,
-    )
-}
 
 /// `countersign keys new --id ID --out DIR`, checked.
 async fn new_keys(id: &str, dir: &Path) -> Result<()> {

@@ -255,7 +255,8 @@ pub fn parse_key(text: &str) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch (session expiry, Slack's signature window).
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

@@ -29,6 +29,7 @@
 use crate::config::SlackConfig;
 use crate::decisions::{DecisionError, Verdict, decidable, decide, tool_name};
 use crate::metrics::{Channel, Metrics, decision_span};
+use crate::session::unix_now;
 use crate::{AppState, Problem, Reviewer};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -44,7 +45,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
@@ -608,13 +609,6 @@ async fn open_deny_modal(
             answer["error"].as_str().unwrap_or("no error code")
         ))
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs()
 }
 
 #[cfg(test)]
