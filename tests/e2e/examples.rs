@@ -25,7 +25,7 @@ fn every_example_agent_loads_and_calls_only_its_own_tools() -> Result<()> {
             .map(|s| format!("{}.", s.name))
             .chain(agent.openapi.iter().map(|a| format!("{}.", a.name)))
             .collect();
-        if let ModelConfig::Scripted { steps } = &agent.model {
+        if let Some(ModelConfig::Scripted { steps }) = &agent.model {
             for call in steps.iter().flat_map(|s| &s.calls) {
                 assert!(
                     offered.contains(&call.tool)

@@ -227,6 +227,7 @@ pub async fn replay(history_json: &[u8]) -> Result<()> {
     let replayer = WorkflowReplayer::new(
         WorkflowReplayerOptions::new()
             .register_workflow::<countersign_worker::AgentRun>()?
+            .register_workflow::<countersign_worker::ApprovalGate>()?
             .build(),
     )?;
     replayer

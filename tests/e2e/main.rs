@@ -1,3 +1,4 @@
+mod approval_gate;
 mod child_runs;
 mod compose;
 mod dashboard;

@@ -217,6 +217,7 @@ async fn stored_histories_replay_on_current_code() -> Result<()> {
         "deny.json",
         "escalate_expire.json",
         "expire.json",
+        "gate_approve.json",
         "invented_tool.json",
         "mcp.json",
         "openai.json",

@@ -1,10 +1,12 @@
-//! Typed handles on the `AgentRun` workflow's public contract, defined from
+//! Typed handles on the `AgentRun` and `ApprovalGate` workflows' public contract, defined from
 //! the names in `countersign_proto::contract` so this crate needs nothing
 //! from the worker.
 
 use countersign_policy::run::AgentRunInput;
 use countersign_proto::contract;
-use countersign_proto::{Decision, DecisionOutcome, PendingApproval, RunState};
+use countersign_proto::{
+    Decision, DecisionOutcome, GateOutcome, GateRequest, PendingApproval, RunState,
+};
 use temporalio_common::{
     HasWorkflowDefinition, QueryDefinition, SignalDefinition, UpdateDefinition, WorkflowDefinition,
 };
@@ -21,6 +23,22 @@ impl WorkflowDefinition for AgentRunWorkflow {
 }
 
 impl HasWorkflowDefinition for AgentRunWorkflow {
+    type Run = Self;
+}
+
+/// The `ApprovalGate` workflow type: one approval in front of another
+/// workflow's side effect.
+pub struct ApprovalGateWorkflow;
+
+impl WorkflowDefinition for ApprovalGateWorkflow {
+    type Input = GateRequest;
+    type Output = GateOutcome;
+    fn name(&self) -> &str {
+        contract::GATE_WORKFLOW_TYPE
+    }
+}
+
+impl HasWorkflowDefinition for ApprovalGateWorkflow {
     type Run = Self;
 }
 

@@ -15,19 +15,20 @@ pub use connection::{
     ConnectionSettings, connect_with, connection_settings_from, connection_settings_from_env,
 };
 pub use contract::{
-    AgentRunWorkflow, ApprovalDecisionSignal, DecideUpdate, PendingApprovalsQuery, RunStateQuery,
+    AgentRunWorkflow, ApprovalDecisionSignal, ApprovalGateWorkflow, DecideUpdate,
+    PendingApprovalsQuery, RunStateQuery,
 };
 pub use countersign_proto::signing::{InvalidKeyId, SigningKey};
 pub use error::ApprovalsError;
 
 use countersign_policy::run::AgentRunInput;
 use countersign_proto::contract::{
-    SA_AGENT, SA_PENDING_TOOLS, SA_REQUESTER, SA_STATUS, TASK_QUEUE, WORKFLOW_TYPE,
-    workflow_id_of_approval,
+    GATE_WORKFLOW_TYPE, SA_AGENT, SA_PENDING_TOOLS, SA_REQUESTER, SA_STATUS, TASK_QUEUE,
+    WORKFLOW_TYPE, workflow_id_of_approval,
 };
 use countersign_proto::{
-    Decision, DecisionKind, DecisionOutcome, DecisionScope, PendingApproval, RunState,
-    json_to_struct,
+    Decision, DecisionKind, DecisionOutcome, DecisionScope, GateOutcome, GateRequest,
+    PendingApproval, RunState, json_to_struct,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -156,6 +157,39 @@ impl Approvals {
         Ok(self.run_handle(workflow_id))
     }
 
+    /// Starts an `ApprovalGate` on `task_queue` (default `countersign`).
+    pub async fn start_gate(
+        &self,
+        request: GateRequest,
+        workflow_id: &str,
+        task_queue: Option<&str>,
+    ) -> Result<(), ApprovalsError> {
+        let summary = format!(
+            "Countersign gate: `{}` of agent `{}` for {}",
+            request.tool, request.agent, request.requester
+        );
+        let options = WorkflowStartOptions::new(task_queue.unwrap_or(TASK_QUEUE), workflow_id)
+            .static_summary(summary)
+            .build();
+        self.client
+            .start_workflow(ApprovalGateWorkflow, request, options)
+            .await
+            .map_err(|e| {
+                ApprovalsError::Temporal(format!("cannot start gate `{workflow_id}`: {e}"))
+            })?;
+        Ok(())
+    }
+
+    /// Waits for a gate's outcome (a gate that failed, e.g. on bad input,
+    /// is an error naming the cause).
+    pub async fn wait_for_gate(&self, workflow_id: &str) -> Result<GateOutcome, ApprovalsError> {
+        self.client
+            .get_workflow_handle::<ApprovalGateWorkflow>(workflow_id)
+            .get_result(WorkflowGetResultOptions::default())
+            .await
+            .map_err(|e| ApprovalsError::Temporal(format!("gate `{workflow_id}`: {e}")))
+    }
+
     /// Starts an agent run; returns its workflow id.
     pub async fn start_run(
         &self,
@@ -209,7 +243,20 @@ impl Approvals {
         status: Option<&str>,
         limit: Option<usize>,
     ) -> Result<Vec<RunSummary>, ApprovalsError> {
-        let mut query = format!("WorkflowType = '{WORKFLOW_TYPE}'");
+        self.list_of(&format!("WorkflowType = '{WORKFLOW_TYPE}'"), status, limit)
+            .await
+    }
+
+    /// Lists the workflows `types` (a visibility condition on
+    /// `WorkflowType`), newest first, optionally only those with a
+    /// `CountersignStatus`, at most `limit` of them.
+    async fn list_of(
+        &self,
+        types: &str,
+        status: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<Vec<RunSummary>, ApprovalsError> {
+        let mut query = format!("({types})");
         if let Some(status) = status {
             // Status names are plain words; quotes would end the literal.
             query.push_str(&format!(
@@ -250,7 +297,10 @@ impl Approvals {
     /// are queried concurrently; a run that does not answer (no worker, say)
     /// is reported in [`PendingListing::unreachable`] instead of failing the list.
     pub async fn list_pending(&self) -> Result<PendingListing, ApprovalsError> {
-        let runs = self.list_runs(Some("AwaitingApproval"), None).await?;
+        // Agent runs and gates (`ApprovalGate`) open approvals alike.
+        let types =
+            format!("WorkflowType = '{WORKFLOW_TYPE}' OR WorkflowType = '{GATE_WORKFLOW_TYPE}'");
+        let runs = self.list_of(&types, Some("AwaitingApproval"), None).await?;
         let answers = futures::future::join_all(runs.iter().map(|run| async move {
             let answer = tokio_timeout(QUERY_TIMEOUT, self.pending_of_run(&run.workflow_id)).await;
             (run.workflow_id.clone(), answer)

@@ -42,8 +42,11 @@ pub struct AgentFile {
     /// looping forever.
     #[serde(default = "default_max_turns")]
     pub max_turns: u32,
-    /// The model that drives the agent.
-    pub model: ModelConfig,
+    /// The model that drives the agent. Only an agent whose tools are all
+    /// external (used through `ApprovalGate`, never run by Countersign) may
+    /// leave it out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<ModelConfig>,
     /// Single tools the agent may call: built-ins, sub-agents, workflows.
     #[serde(default)]
     pub tools: Vec<ToolDefinition>,
@@ -276,9 +279,23 @@ pub struct ToolDefinition {
     /// The implementation, when it is a workflow (a child workflow).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<WorkflowTool>,
+    /// Set (`external = {}`) when the tool is carried out by someone else's
+    /// workflow: Countersign never runs it and never offers it to a model;
+    /// only an `ApprovalGate` can use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalTool>,
+    /// The JSON schema of an external tool's arguments (an object schema;
+    /// default: any JSON object). Only external tools take it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
 }
 
-/// What implements a [`ToolDefinition`]: exactly one of its three fields.
+/// The (empty) table `external = {}` that marks a tool only a gate can use.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalTool {}
+
+/// What implements a [`ToolDefinition`]: exactly one of its four fields.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum ToolImplementation<'a> {
     /// A built-in tool.
@@ -287,17 +304,25 @@ pub enum ToolImplementation<'a> {
     Agent(&'a SubAgentTool),
     /// A workflow.
     Workflow(&'a WorkflowTool),
+    /// Someone else's workflow, after asking an `ApprovalGate`.
+    External,
 }
 
 impl ToolDefinition {
     /// What implements the tool (validated at load to be exactly one).
     pub fn implementation(&self) -> Option<ToolImplementation<'_>> {
-        match (&self.builtin, &self.agent, &self.workflow) {
-            (Some(b), None, None) => Some(ToolImplementation::Builtin(b)),
-            (None, Some(a), None) => Some(ToolImplementation::Agent(a)),
-            (None, None, Some(w)) => Some(ToolImplementation::Workflow(w)),
+        match (&self.builtin, &self.agent, &self.workflow, &self.external) {
+            (Some(b), None, None, None) => Some(ToolImplementation::Builtin(b)),
+            (None, Some(a), None, None) => Some(ToolImplementation::Agent(a)),
+            (None, None, Some(w), None) => Some(ToolImplementation::Workflow(w)),
+            (None, None, None, Some(_)) => Some(ToolImplementation::External),
             _ => None,
         }
+    }
+
+    /// Whether only a gate can use this tool (`external = {}`).
+    pub fn is_external(&self) -> bool {
+        matches!(self.implementation(), Some(ToolImplementation::External))
     }
 
     /// The effect class the implementation has by itself.
@@ -309,7 +334,9 @@ impl ToolDefinition {
                 .as_deref()
                 .map(AgentFile::strongest_effect)
                 .unwrap_or(EffectClass::WriteExternal),
-            Some(ToolImplementation::Workflow(_)) | None => EffectClass::WriteExternal,
+            Some(ToolImplementation::Workflow(_) | ToolImplementation::External) | None => {
+                EffectClass::WriteExternal
+            }
         }
     }
 
@@ -618,7 +645,7 @@ impl AgentFile {
                     expand_env(url, env).map_err(|problem| invalid(field("smtp_url"), problem))?;
             }
         }
-        if let ModelConfig::Openai(model) = &mut agent.model {
+        if let Some(ModelConfig::Openai(model)) = &mut agent.model {
             resolve_url(&mut model.base_url, "model.base_url".into())?;
         }
         if let Some(notify) = &mut agent.notify {
@@ -791,9 +818,26 @@ impl AgentFile {
             let Some(implementation) = tool.implementation() else {
                 return Err((
                     format!("tools[{i}]"),
-                    "give exactly one of `builtin`, `agent` or `workflow`".into(),
+                    "give exactly one of `builtin`, `agent`, `workflow` or `external`".into(),
                 ));
             };
+            match (&tool.parameters, implementation) {
+                (Some(_), i) if i != ToolImplementation::External => {
+                    return Err((
+                        field("parameters"),
+                        "only an external tool takes `parameters` (a workflow tool has `workflow.input_schema`)".into(),
+                    ));
+                }
+                (Some(schema), _)
+                    if schema.get("type").and_then(serde_json::Value::as_str) != Some("object") =>
+                {
+                    return Err((
+                        field("parameters"),
+                        "must be a JSON schema of an object (`type = \"object\"`)".into(),
+                    ));
+                }
+                _ => {}
+            }
             if tool.effect_class() == EffectClass::Money && tool.requires_approval == Some(false) {
                 return Err((
                     field("requires_approval"),
@@ -905,13 +949,18 @@ impl AgentFile {
             }
         }
         match &self.model {
-            ModelConfig::Scripted { steps } => self.validate_script(steps),
-            ModelConfig::Openai(model) => {
+            Some(ModelConfig::Scripted { steps }) => self.validate_script(steps),
+            Some(ModelConfig::Openai(model)) => {
                 if model.model.trim().is_empty() {
                     return Err(("model.model".into(), "must not be empty".into()));
                 }
                 Ok(())
             }
+            None if self.only_gates() => Ok(()),
+            None => Err((
+                "model".into(),
+                "is required: only an agent whose tools are all `external = {}` (used through ApprovalGate) runs without a model".into(),
+            )),
         }
     }
 
@@ -948,6 +997,17 @@ impl AgentFile {
             }
         }
         Ok(())
+    }
+
+    /// Whether the agent exists only to be asked by gates: it declares
+    /// tools, all of them `external = {}`, and no sources of tools. Only
+    /// such an agent may leave out `[model]`.
+    pub fn only_gates(&self) -> bool {
+        !self.tools.is_empty()
+            && self.tools.iter().all(ToolDefinition::is_external)
+            && self.mcp_servers.is_empty()
+            && self.openapi.is_empty()
+            && self.connectors.is_empty()
     }
 
     /// The strongest effect class of the agent's own tools, capped at
@@ -995,7 +1055,7 @@ impl AgentFile {
     )> {
         use crate::catalog::ToolKind;
         match tool.kind {
-            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow => None,
+            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow | ToolKind::External => None,
             ToolKind::Mcp => self
                 .mcp_servers
                 .iter()
@@ -1273,6 +1333,70 @@ builtin = { kind = "append_todo", path = "todo.txt" }
         AgentFile::from_toml(text, Path::new("agent.toml"), Path::new("/base"), &|n| {
             (n == "SET").then(|| "http://set.example".to_string())
         })
+    }
+
+    #[test]
+    fn an_agent_of_external_tools_needs_no_model() {
+        let a = parse(
+            r#"
+name = "payments"
+[[tools]]
+name = "wire_transfer"
+effect = "money"
+external = {}
+parameters = { type = "object", properties = { amount = { type = "number" } }, required = ["amount"] }
+[[tools]]
+name = "lookup"
+external = {}
+"#,
+        )
+        .unwrap();
+        assert!(a.model.is_none());
+        assert!(a.only_gates());
+        assert!(a.tool("wire_transfer").unwrap().is_external());
+        assert_eq!(
+            a.tool("lookup").unwrap().effect_class(),
+            EffectClass::WriteExternal
+        );
+        assert_eq!(
+            a.tool("wire_transfer").unwrap().effect_class(),
+            EffectClass::Money
+        );
+    }
+
+    #[test]
+    fn external_tools_are_checked() {
+        let cases = [
+            (
+                "name = \"a\"\n[[tools]]\nname = \"t\"\nbuiltin = { kind = \"append_todo\", path = \"t.txt\" }\n",
+                "model",
+                "is required",
+            ),
+            (
+                "name = \"a\"\n[[tools]]\nname = \"t\"\nexternal = { kind = \"x\" }\n",
+                "external",
+                "unknown field `kind`",
+            ),
+            (
+                "name = \"a\"\n[[tools]]\nname = \"t\"\nexternal = {}\nparameters = { type = \"string\" }\n",
+                "tools[0].parameters",
+                "JSON schema of an object",
+            ),
+            (
+                "name = \"a\"\n[[tools]]\nname = \"t\"\nexternal = {}\nbuiltin = { kind = \"append_todo\", path = \"t.txt\" }\n",
+                "tools[0]",
+                "exactly one of",
+            ),
+            (
+                "name = \"a\"\n[[tools]]\nname = \"t\"\neffect = \"money\"\nrequires_approval = false\nexternal = {}\n",
+                "tools[0].requires_approval",
+                "always needs approval",
+            ),
+        ];
+        for (text, field, problem) in cases {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains(problem), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum ToolKind {
     Agent,
     /// A workflow type, run as a child workflow.
     Workflow,
+    /// Carried out by someone else's workflow after an `ApprovalGate`.
+    External,
 }
 
 impl ToolKind {
@@ -43,6 +45,7 @@ impl ToolKind {
             ToolKind::Connector => "connector",
             ToolKind::Agent => "agent",
             ToolKind::Workflow => "workflow",
+            ToolKind::External => "external",
         }
     }
 }
@@ -107,6 +110,10 @@ pub enum ToolBinding {
     Agent(Box<AgentFile>),
     /// A child workflow; the call's arguments are its input.
     Workflow(WorkflowTool),
+    /// Never run by Countersign: someone else's workflow carries it out
+    /// after asking an `ApprovalGate`. `execute_tool` refuses it and no
+    /// model is offered it.
+    External,
 }
 
 /// Where an argument of an HTTP operation goes.

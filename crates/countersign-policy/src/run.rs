@@ -299,7 +299,7 @@ mod tests {
                 "64 hex",
             ),
             (
-                "{\"agent\":{\"name\":\"x\"},\"prompt\":\"x\",\"requester\":\"r\"}",
+                "{\"agent\":{\"name\":\"x\",\"tools\":5},\"prompt\":\"x\",\"requester\":\"r\"}",
                 "not an agent definition",
             ),
             ("not json", "not JSON"),

@@ -248,14 +248,15 @@ impl Agent {
             }
         };
         match tool.kind {
-            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow => match self.tool(&tool.name)
-            {
-                Some(definition) => ToolPolicy {
-                    effect: definition.effect_class(),
-                    requires_approval: definition.requires_approval,
-                },
-                None => unknown,
-            },
+            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow | ToolKind::External => {
+                match self.tool(&tool.name) {
+                    Some(definition) => ToolPolicy {
+                        effect: definition.effect_class(),
+                        requires_approval: definition.requires_approval,
+                    },
+                    None => unknown,
+                }
+            }
             ToolKind::Mcp => self
                 .mcp_servers
                 .iter()
@@ -287,7 +288,7 @@ impl Agent {
             return self.approval_expiry;
         };
         let declared = match tool.kind {
-            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow => {
+            ToolKind::Builtin | ToolKind::Agent | ToolKind::Workflow | ToolKind::External => {
                 self.tool(&tool.name).and_then(|t| t.approval_expiry)
             }
             _ => tool.approval_expiry,
@@ -527,6 +528,8 @@ builtin = { kind = "append_todo", path = "todo.txt" }
                         definition: Some(Box::new(payer)),
                     }),
                     workflow: None,
+                    external: None,
+                    parameters: None,
                 };
                 Agent::new(parent).map(|a| a.sub_agent("payer").cloned().expect("validated sub-agent"))
             } else {

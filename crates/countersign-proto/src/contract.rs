@@ -6,6 +6,13 @@
 pub const TASK_QUEUE: &str = "countersign";
 /// The workflow type of an agent run.
 pub const WORKFLOW_TYPE: &str = "AgentRun";
+/// The workflow type any workflow runs (as a child) to ask for one approval
+/// before its own side effect: input `GateRequest`, output `GateOutcome`.
+pub const GATE_WORKFLOW_TYPE: &str = "ApprovalGate";
+/// The most characters of a gate's `context`.
+pub const MAX_GATE_CONTEXT_CHARS: usize = 4000;
+/// The most characters of a gate's `callerWorkflowId` (Temporal's own id limit).
+pub const MAX_CALLER_WORKFLOW_ID_CHARS: usize = 1000;
 /// Update: input `Decision`, output `DecisionOutcome`.
 pub const UPDATE_DECIDE: &str = "decide";
 /// Signal: input `Decision` (fire-and-forget; rejections recorded in `run_state`).

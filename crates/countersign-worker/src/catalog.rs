@@ -133,6 +133,13 @@ pub fn static_tools(agent: &AgentFile) -> Vec<CatalogTool> {
                     .unwrap_or_else(|| json!({"type": "object"})),
                 ToolBinding::Workflow(w.clone()),
             ),
+            ToolImplementation::External => (
+                ToolKind::External,
+                tool.parameters
+                    .clone()
+                    .unwrap_or_else(|| json!({"type": "object"})),
+                ToolBinding::External,
+            ),
         };
         tools.push(CatalogTool {
             name: tool.name.clone(),

@@ -18,7 +18,7 @@ pub mod workflow;
 pub use activities::CountersignActivities;
 pub use metrics::ToolMetrics;
 pub use registry::AgentRegistry;
-pub use workflow::AgentRun;
+pub use workflow::{AgentRun, ApprovalGate};
 
 use temporalio_client::Client;
 use temporalio_sdk::{Worker, WorkerOptions};
@@ -125,6 +125,8 @@ pub fn build_worker_with_metrics(
         .build();
     let mut options = WorkerOptions::new(task_queue)
         .register_workflow::<AgentRun>()
+        .map_err(|e| WorkerError::Registration(e.to_string()))?
+        .register_workflow::<ApprovalGate>()
         .map_err(|e| WorkerError::Registration(e.to_string()))?
         .register_activities(CountersignActivities::new(agents))
         .max_cached_workflows(tuning.max_cached_workflows)

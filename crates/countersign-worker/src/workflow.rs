@@ -10,6 +10,10 @@ mod decisions;
 
 mod children;
 
+mod gate;
+
+pub use gate::ApprovalGate;
+
 use crate::activities::CountersignActivities;
 use crate::catalog::{self, Discovery};
 use crate::model::{ModelTurn, ModelTurnRequest, RequestedCall, ToolSpec};
@@ -76,6 +80,26 @@ pub struct AgentRun {
     /// What was last mirrored into search attributes and current details:
     /// each upsert is a history event, so unchanged values are not re-sent.
     published: Option<Published>,
+}
+
+/// A workflow that keeps its approvals in an [`AgentRun`]'s book (its
+/// `RunState`, agent, catalog and trusted keys), so one approval machine
+/// (`decisions.rs`, [`publish`], [`await_decision`]) serves `AgentRun` and
+/// [`ApprovalGate`] alike.
+trait ApprovalHost: 'static {
+    /// The approval book.
+    fn book(&self) -> &AgentRun;
+    /// The approval book, to change it.
+    fn book_mut(&mut self) -> &mut AgentRun;
+}
+
+impl ApprovalHost for AgentRun {
+    fn book(&self) -> &AgentRun {
+        self
+    }
+    fn book_mut(&mut self) -> &mut AgentRun {
+        self
+    }
 }
 
 /// The operator-visible mirror of the run's state.
@@ -221,7 +245,11 @@ impl AgentRun {
                 return continue_as_new(ctx);
             }
             let request = ctx.state(|s| ModelTurnRequest {
-                model: s.agent().model.clone(),
+                model: s
+                    .agent()
+                    .model
+                    .clone()
+                    .expect("resolve_agent refuses an agent without a model"),
                 instructions: s.model_instructions(),
                 transcript: s.state.transcript.clone(),
                 tools: s.catalog.iter().map(tool_spec).collect(),
@@ -550,58 +578,7 @@ async fn carry_out(
         CallPlan::Gated(call, approval_id) => (call, approval_id),
     };
     let expiry = ctx.state(|s| s.approval_expiry(&call.name));
-    // The wait, stage by stage: reminder and escalation (when configured),
-    // then expiry. Without them it is one timer for the whole expiry.
-    let stages = ctx.state(|s| s.agent().waiting_stages(expiry));
-    let notify = ctx.state(|s| s.agent().notify.clone().filter(|n| n.is_active()));
-    let waiting = async {
-        let mut elapsed = Duration::ZERO;
-        for (at, stage) in stages {
-            let mut timer = Box::pin(ctx.timer(at.saturating_sub(elapsed)));
-            let mut decided =
-                Box::pin(ctx.wait_condition(|s: &AgentRun| !s.is_pending(approval_id)));
-            let timed_out = select! {
-                outcome = decided => {
-                    timer.cancel();
-                    outcome.map(|_| false).map_err(|_| Cancelled)
-                }
-                _ = timer => Ok(true),
-            }?;
-            if !timed_out {
-                return Ok(false);
-            }
-            elapsed = at;
-            let now = ctx.workflow_time();
-            match stage {
-                WaitingStage::Expire => return Ok(true),
-                WaitingStage::Remind => ctx.state_mut(|s| s.remind(approval_id, at, now)),
-                WaitingStage::Escalate => ctx.state_mut(|s| s.escalate(approval_id, now)),
-            }
-            publish(ctx);
-            if let Some(config) = &notify {
-                announce_waiting(ctx, config, approval_id, stage == WaitingStage::Escalate).await;
-            }
-        }
-        Ok(true)
-    };
-    // Announcing runs alongside the wait: a slow chat service never delays
-    // a decision or the expiry.
-    let (slack_message, expired) = match &notify {
-        Some(config) => {
-            let (posted, expired) =
-                futures::join!(announce_pending(ctx, config, approval_id), waiting);
-            (posted, expired?)
-        }
-        None => (None, waiting.await?),
-    };
-    if expired {
-        let now = ctx.workflow_time();
-        ctx.state_mut(|s| s.expire(approval_id, now));
-    }
-    publish(ctx);
-    if let Some(config) = &notify {
-        announce_decided(ctx, config, approval_id, slack_message).await;
-    }
+    await_decision(ctx, approval_id, expiry).await?;
     let resolution = ctx.state(|s| s.resolution(approval_id));
     Ok(match resolution {
         Resolution::Approved {
@@ -635,6 +612,75 @@ async fn carry_out(
             format_duration(expiry)
         )),
     })
+}
+
+/// Waits for the decision on an open approval, shared by `AgentRun` and
+/// `ApprovalGate`: stage by stage (reminder and escalation when configured,
+/// then expiry), announcing it on the agent's channels alongside the wait;
+/// an approval still pending when the last stage ends expires. `Err` when
+/// the workflow was cancelled while it waited.
+async fn await_decision<W: ApprovalHost>(
+    ctx: &WorkflowContext<W>,
+    approval_id: &str,
+    expiry: Duration,
+) -> Result<(), Cancelled> {
+    // The wait, stage by stage: reminder and escalation (when configured),
+    // then expiry. Without them it is one timer for the whole expiry.
+    let stages = ctx.state(|s| s.book().agent().waiting_stages(expiry));
+    let notify = ctx.state(|s| s.book().agent().notify.clone().filter(|n| n.is_active()));
+    let waiting = async {
+        let mut elapsed = Duration::ZERO;
+        for (at, stage) in stages {
+            let mut timer = Box::pin(ctx.timer(at.saturating_sub(elapsed)));
+            let mut decided =
+                Box::pin(ctx.wait_condition(|s: &W| !s.book().is_pending(approval_id)));
+            let timed_out = select! {
+                outcome = decided => {
+                    timer.cancel();
+                    outcome.map(|_| false).map_err(|_| Cancelled)
+                }
+                _ = timer => Ok(true),
+            }?;
+            if !timed_out {
+                return Ok(false);
+            }
+            elapsed = at;
+            let now = ctx.workflow_time();
+            match stage {
+                WaitingStage::Expire => return Ok(true),
+                WaitingStage::Remind => {
+                    ctx.state_mut(|s| s.book_mut().remind(approval_id, at, now))
+                }
+                WaitingStage::Escalate => {
+                    ctx.state_mut(|s| s.book_mut().escalate(approval_id, now))
+                }
+            }
+            publish(ctx);
+            if let Some(config) = &notify {
+                announce_waiting(ctx, config, approval_id, stage == WaitingStage::Escalate).await;
+            }
+        }
+        Ok(true)
+    };
+    // Announcing runs alongside the wait: a slow chat service never delays
+    // a decision or the expiry.
+    let (slack_message, expired) = match &notify {
+        Some(config) => {
+            let (posted, expired) =
+                futures::join!(announce_pending(ctx, config, approval_id), waiting);
+            (posted, expired?)
+        }
+        None => (None, waiting.await?),
+    };
+    if expired {
+        let now = ctx.workflow_time();
+        ctx.state_mut(|s| s.book_mut().expire(approval_id, now));
+    }
+    publish(ctx);
+    if let Some(config) = &notify {
+        announce_decided(ctx, config, approval_id, slack_message).await;
+    }
+    Ok(())
 }
 
 /// Runs a call: an activity for most tools, a child workflow for sub-agents
@@ -673,12 +719,12 @@ async fn execute_tool(
 
 /// Posts a new approval to the agent's notification channels; answers the
 /// Slack message to update once it is decided.
-async fn announce_pending(
-    ctx: &WorkflowContext<AgentRun>,
+async fn announce_pending<W: ApprovalHost>(
+    ctx: &WorkflowContext<W>,
     config: &NotifyConfig,
     approval_id: &str,
 ) -> Option<SlackMessage> {
-    let approval = ctx.state(|s| s.approval(approval_id).cloned())?;
+    let approval = ctx.state(|s| s.book().approval(approval_id).cloned())?;
     send_notification(ctx, config, NotifyEvent::Pending { approval })
         .await
         .and_then(|outcome| outcome.slack_message)
@@ -686,8 +732,8 @@ async fn announce_pending(
 
 /// Runs the `notify` activity; its outcome, unless the activity failed
 /// (it reports channel problems itself, so failures are rare and only logged).
-async fn send_notification(
-    ctx: &WorkflowContext<AgentRun>,
+async fn send_notification<W: ApprovalHost>(
+    ctx: &WorkflowContext<W>,
     config: &NotifyConfig,
     event: NotifyEvent,
 ) -> Option<NotifyOutcome> {
@@ -706,13 +752,14 @@ async fn send_notification(
 
 /// Tells the notification channels that an approval still waits (a
 /// reminder), or was escalated.
-async fn announce_waiting(
-    ctx: &WorkflowContext<AgentRun>,
+async fn announce_waiting<W: ApprovalHost>(
+    ctx: &WorkflowContext<W>,
     config: &NotifyConfig,
     approval_id: &str,
     escalated: bool,
 ) {
     let Some((approval, note)) = ctx.state(|s| {
+        let s = s.book();
         let approval = s.approval(approval_id).cloned()?;
         let note = s
             .state
@@ -736,13 +783,14 @@ async fn announce_waiting(
 
 /// Tells the notification channels how an approval ended (decided from any
 /// channel, or expired); updates the Slack message in place.
-async fn announce_decided(
-    ctx: &WorkflowContext<AgentRun>,
+async fn announce_decided<W: ApprovalHost>(
+    ctx: &WorkflowContext<W>,
     config: &NotifyConfig,
     approval_id: &str,
     slack_message: Option<SlackMessage>,
 ) {
     let Some((approval, decision)) = ctx.state(|s| {
+        let s = s.book();
         let approval = s.approval(approval_id).cloned()?;
         let decision = s
             .state
@@ -865,6 +913,14 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
             ));
         }
     };
+    if agent.model.is_none() {
+        return Err(finish_failed(
+            ctx,
+            format!(
+                "agent `{name}` has no model: its tools are all external, so it is asked through the ApprovalGate workflow, not run"
+            ),
+        ));
+    }
     if let Some(pinned) = &input.agent_sha256
         && !pinned.eq_ignore_ascii_case(agent.sha256())
     {
@@ -882,6 +938,8 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
         let carried = std::mem::take(&mut s.catalog);
         s.catalog = if patched || carried.is_empty() {
             let mut catalog = catalog::static_tools(&agent);
+            // External tools are only for gates: never offered to a model.
+            catalog.retain(|t| t.binding != ToolBinding::External);
             catalog.extend(
                 carried
                     .into_iter()
@@ -1010,8 +1068,9 @@ fn finish_cancelled(ctx: &WorkflowContext<AgentRun>) -> WorkflowResult<RunState>
 /// Mirrors the run's state into search attributes and the Web UI's
 /// "current details", so operators can find and understand waiting runs.
 /// Only changes are sent: each upsert is a history event.
-fn publish(ctx: &WorkflowContext<AgentRun>) {
+fn publish<W: ApprovalHost>(ctx: &WorkflowContext<W>) {
     let (next, first) = ctx.state(|s| {
+        let s = s.book();
         let open: Vec<&PendingApproval> = s.open_approvals().collect();
         let status = match s.state.status() {
             RunStatus::Running if !open.is_empty() => RunStatus::AwaitingApproval,
@@ -1028,7 +1087,7 @@ fn publish(ctx: &WorkflowContext<AgentRun>) {
         };
         (next, s.published.is_none())
     });
-    if ctx.state(|s| s.published.as_ref() == Some(&next)) {
+    if ctx.state(|s| s.book().published.as_ref() == Some(&next)) {
         return;
     }
     let mut updates = vec![
@@ -1037,13 +1096,16 @@ fn publish(ctx: &WorkflowContext<AgentRun>) {
         SA_APPROVAL_IDS.value_set(next.approval_ids.clone()),
     ];
     if first {
-        let (agent, requester) = ctx.state(|s| (s.state.agent.clone(), s.state.requester.clone()));
+        let (agent, requester) = ctx.state(|s| {
+            let s = s.book();
+            (s.state.agent.clone(), s.state.requester.clone())
+        });
         updates.push(SA_AGENT.value_set(agent));
         updates.push(SA_REQUESTER.value_set(requester));
     }
     ctx.upsert_search_attributes(updates);
     ctx.set_current_details(next.details.clone());
-    ctx.state_mut(|s| s.published = Some(next));
+    ctx.state_mut(|s| s.book_mut().published = Some(next));
 }
 
 fn assistant_entry(content: &str, calls: &[RequestedCall]) -> TranscriptEntry {

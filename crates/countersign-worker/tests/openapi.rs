@@ -865,7 +865,7 @@ fn the_github_example_agent_calls_a_tool_named_with_a_slash() {
     );
 
     // The scripted model names the tool as written; nothing rewrites the `/`.
-    let ModelConfig::Scripted { steps } = &agent.model else {
+    let Some(ModelConfig::Scripted { steps }) = &agent.model else {
         panic!("a scripted model")
     };
     let first = scripted_turn(steps, &[]);

@@ -85,6 +85,10 @@ pub async fn run_tool(
             "`{}` runs as a child workflow, not as an activity",
             invocation.tool.name
         ))),
+        ToolBinding::External => Err(ToolError::Refused(format!(
+            "`{}` is an external tool: Countersign never runs it; the caller's workflow does, after an ApprovalGate",
+            invocation.tool.name
+        ))),
     }
 }
 
