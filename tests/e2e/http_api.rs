@@ -1006,22 +1006,26 @@ async fn countersign_serve_approves_over_http_with_a_token_from_token_new() -> R
         // Started inline, as `run start --agent FILE.toml` would.
         let id = env.start(env.agent(PAY_AGENT)?, "pay invoice 7").await?;
         let gate = env.pending(&id, 1).await?.remove(0);
-        let listed: Value = http
-            .get(format!("{base}/approvals?agent=t-http-pay"))
-            .bearer_auth(&token)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        assert!(
+        // The list reads visibility, which may lag the run by a moment.
+        wait_for("the approval in GET /approvals", || async {
+            let listed: Value = http
+                .get(format!("{base}/approvals?agent=t-http-pay"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?
+                .error_for_status()
+                .ok()?
+                .json()
+                .await
+                .ok()?;
             listed["approvals"]
-                .as_array()
-                .unwrap()
+                .as_array()?
                 .iter()
-                .any(|a| a["approvalId"] == gate.approval_id.as_str()),
-            "{listed}"
-        );
+                .any(|a| a["approvalId"] == gate.approval_id.as_str())
+                .then_some(())
+        })
+        .await?;
         let outcome: Value = http
             .post(format!("{base}/approvals/{}/approve", gate.approval_id))
             .bearer_auth(&token)
