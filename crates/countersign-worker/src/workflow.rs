@@ -25,7 +25,7 @@ use countersign_policy::catalog::{CatalogTool, MAX_TOOLS_OFFERED, ToolBinding};
 use countersign_policy::run::{AgentRunInput, AgentSpec, CarriedState, InputError, RunRequest};
 use countersign_policy::schema::check_arguments;
 use countersign_policy::{Agent, RunMode};
-use countersign_proto::contract::{self, APPROVAL_ID_SEPARATOR, MAX_DECISION_BYTES};
+use countersign_proto::contract::{self, APPROVAL_ID_SEPARATOR};
 use countersign_proto::signing::TrustedKeys;
 use countersign_proto::{
     ApprovalState, Decision, DecisionOutcome, PendingApproval, RunState, RunStatus, ToolCall,
@@ -318,10 +318,7 @@ impl AgentRun {
         _ctx: &WorkflowContextView,
         decision: &Decision,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        decisions::check_reason(decision)
-            .and_then(|()| decisions::check_bounds(decision))
-            .and_then(|()| self.check_decision(decision).map(|_| ()))
-            .map_err(|refusal| decisions::RefusedUpdate::from(refusal).into())
+        self.validate_update(decision)
     }
 
     /// Takes a reviewer's decision and answers with its outcome.
@@ -340,32 +337,7 @@ impl AgentRun {
     #[signal]
     pub fn approval_decision(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
         let now = ctx.workflow_time();
-        // Runs recorded before these limits took any size; each marker is
-        // written only when a decision over the limit arrives.
-        let size = decisions::signal_payload_size(&payload);
-        if size > MAX_DECISION_BYTES && ctx.patched(PATCH_BOUND_DECISION_FIELDS) {
-            let refusal = decisions::Refusal::too_large(format!(
-                "the decision is too large ({size} bytes; at most {MAX_DECISION_BYTES}); it was not read"
-            ));
-            self.record_malformed(refusal, now);
-            return;
-        }
-        match decisions::decode_signal_payload(&payload) {
-            Ok(decision) => {
-                if let Err(refusal) = decisions::check_reason(&decision)
-                    && ctx.patched(PATCH_LIMIT_REASON_LENGTH)
-                {
-                    self.reject(decision, refusal, now, "signal");
-                } else if let Err(refusal) = decisions::check_bounds(&decision)
-                    && ctx.patched(PATCH_BOUND_DECISION_FIELDS)
-                {
-                    self.reject(decision, refusal, now, "signal");
-                } else {
-                    self.apply_decision(decision, now, "signal");
-                }
-            }
-            Err(refusal) => self.record_malformed(refusal, now),
-        }
+        self.take_signal(&payload, now, &mut |patch| ctx.patched(patch));
     }
 
     /// The run's open approvals, with full context.
@@ -493,12 +465,6 @@ fn plan_calls(
 
 /// Records a new workflow marker in histories that take the newer path.
 const PATCH_REFUSE_UNKNOWN_TOOLS: &str = "refuse-unknown-tools";
-/// Refuses a signalled decision with a field over its bound, or over
-/// [`MAX_DECISION_BYTES`] as a whole (earlier runs accepted them).
-const PATCH_BOUND_DECISION_FIELDS: &str = "bound-decision-fields";
-/// Refuses a signalled decision whose reason exceeds
-/// [`countersign_proto::contract::MAX_REASON_CHARS`] (earlier runs accepted it).
-const PATCH_LIMIT_REASON_LENGTH: &str = "limit-reason-length";
 
 /// Judges one call; when it needs approval, opens a `PendingApproval`.
 fn open_approval(
@@ -818,24 +784,12 @@ const PATCH_AGENT_REGISTRY: &str = "agent-registry";
 /// Decodes the raw input payload: one `json/plain` payload holding an
 /// [`AgentRunInput`]. Refusals are short and never quote the input whole.
 fn decode_input(input: &RawValue) -> Result<RunRequest, String> {
-    let [payload] = input.payloads.as_slice() else {
-        return Err(format!(
-            "the AgentRun input must be one JSON payload, got {}; e.g. {{\"agent\": \"<name>\", \"prompt\": \"...\", \"requester\": \"...\"}}",
-            input.payloads.len()
-        ));
-    };
-    let encoding = payload
-        .metadata
-        .get("encoding")
-        .map(|e| String::from_utf8_lossy(e).into_owned())
-        .unwrap_or_default();
-    if encoding != "json/plain" {
-        return Err(format!(
-            "the AgentRun input must be a json/plain payload, got encoding `{}`",
-            countersign_policy::agent::excerpt(&encoding, 40)
-        ));
-    }
-    RunRequest::decode(&payload.data).map_err(|e| e.to_string())
+    let data = decisions::json_payload(input).map_err(|problem| {
+        format!(
+            "the AgentRun input {problem}; e.g. {{\"agent\": \"<name>\", \"prompt\": \"...\", \"requester\": \"...\"}}"
+        )
+    })?;
+    RunRequest::decode(data).map_err(|e| e.to_string())
 }
 
 /// Resolves and validates the run's agent before anything else happens:

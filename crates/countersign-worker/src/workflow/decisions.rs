@@ -5,7 +5,9 @@
 use super::{AgentRun, Resolution, approval_arguments, format_duration, timestamp};
 use countersign_policy::EffectClass;
 use countersign_policy::schema::check_arguments;
-use countersign_proto::contract::{self, MAX_QUOTED_CHARS, MAX_REJECTED_RECORDS};
+use countersign_proto::contract::{
+    self, MAX_DECISION_BYTES, MAX_QUOTED_CHARS, MAX_REJECTED_RECORDS,
+};
 use countersign_proto::signing::{SignatureError, verify};
 use countersign_proto::{
     ApprovalState, Decision, DecisionKind, DecisionOutcome, DecisionRecord, DecisionScope,
@@ -97,33 +99,49 @@ impl From<contract::OutOfBounds> for Refusal {
     }
 }
 
-/// Decodes a signal payload as a proto3-JSON `Decision`. A payload over
-/// [`MAX_DECISION_BYTES`] is refused before it is read.
-pub(super) fn decode_signal_payload(payload: &RawValue) -> Result<Decision, Refusal> {
-    let [first] = payload.payloads.as_slice() else {
-        return Err(Refusal::invalid(format!(
-            "malformed decision: expected one JSON payload, got {}",
-            payload.payloads.len()
-        )));
+/// The bytes of a raw workflow input or signal: exactly one `json/plain`
+/// payload. The one reader of raw payloads (the `AgentRun` and
+/// `ApprovalGate` inputs, the `approval_decision` signal); its refusal says
+/// what was wrong without quoting what was sent.
+pub(super) fn json_payload(raw: &RawValue) -> Result<&[u8], String> {
+    let [payload] = raw.payloads.as_slice() else {
+        return Err(format!(
+            "must be one JSON payload, got {}",
+            raw.payloads.len()
+        ));
     };
-    let encoding = first
+    let encoding = payload
         .metadata
         .get("encoding")
         .map(|e| String::from_utf8_lossy(e).into_owned())
         .unwrap_or_default();
     if encoding != "json/plain" {
-        return Err(Refusal::invalid(format!(
-            "malformed decision: expected a json/plain payload, got encoding `{}`",
+        return Err(format!(
+            "must be a json/plain payload, got encoding `{}`",
             quoted(&encoding)
-        )));
+        ));
     }
-    serde_json::from_slice::<Decision>(&first.data).map_err(|e| {
+    Ok(&payload.data)
+}
+
+/// Decodes a signal payload as a proto3-JSON `Decision`.
+pub(super) fn decode_signal_payload(payload: &RawValue) -> Result<Decision, Refusal> {
+    let data = json_payload(payload)
+        .map_err(|problem| Refusal::invalid(format!("malformed decision: the signal {problem}")))?;
+    serde_json::from_slice::<Decision>(data).map_err(|e| {
         Refusal::invalid(format!(
             "malformed decision: {}",
             countersign_policy::agent::excerpt(&e.to_string(), 200)
         ))
     })
 }
+
+/// Refuses a signalled decision with a field over its bound, or over
+/// [`MAX_DECISION_BYTES`] as a whole (earlier runs accepted them).
+pub(super) const PATCH_BOUND_DECISION_FIELDS: &str = "bound-decision-fields";
+/// Refuses a signalled decision whose reason exceeds
+/// [`countersign_proto::contract::MAX_REASON_CHARS`] (earlier runs accepted it).
+pub(super) const PATCH_LIMIT_REASON_LENGTH: &str = "limit-reason-length";
 
 /// The size of a signal's payload, to refuse one over [`MAX_DECISION_BYTES`]
 /// before decoding it.
@@ -157,6 +175,56 @@ impl AgentRun {
     pub(super) fn is_pending(&self, approval_id: &str) -> bool {
         self.approval(approval_id)
             .is_some_and(|a| a.state() == ApprovalState::Pending)
+    }
+
+    /// The `decide` update's validator, for every workflow that keeps an
+    /// approval book: bounds, then the run's rules; a refusal carries its code.
+    pub(super) fn validate_update(
+        &self,
+        decision: &Decision,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        check_reason(decision)
+            .and_then(|()| check_bounds(decision))
+            .and_then(|()| self.check_decision(decision).map(|_| ()))
+            .map_err(|refusal| RefusedUpdate::from(refusal).into())
+    }
+
+    /// Takes an `approval_decision` signal: decoded here, so a malformed one
+    /// is recorded as refused instead of failing the workflow task; one over
+    /// a bound is recorded as refused. `patched(id)` says whether the run
+    /// takes the limit of patch `id` (runs recorded before a limit took any
+    /// size; `AgentRun` asks `ctx.patched`, which writes the marker only
+    /// when such a decision arrives; newer workflow types take every limit).
+    pub(super) fn take_signal(
+        &mut self,
+        payload: &RawValue,
+        now: Option<SystemTime>,
+        patched: &mut dyn FnMut(&str) -> bool,
+    ) {
+        let size = signal_payload_size(payload);
+        if size > MAX_DECISION_BYTES && patched(PATCH_BOUND_DECISION_FIELDS) {
+            let refusal = Refusal::too_large(format!(
+                "the decision is too large ({size} bytes; at most {MAX_DECISION_BYTES}); it was not read"
+            ));
+            self.record_malformed(refusal, now);
+            return;
+        }
+        match decode_signal_payload(payload) {
+            Ok(decision) => {
+                if let Err(refusal) = check_reason(&decision)
+                    && patched(PATCH_LIMIT_REASON_LENGTH)
+                {
+                    self.reject(decision, refusal, now, "signal");
+                } else if let Err(refusal) = check_bounds(&decision)
+                    && patched(PATCH_BOUND_DECISION_FIELDS)
+                {
+                    self.reject(decision, refusal, now, "signal");
+                } else {
+                    self.apply_decision(decision, now, "signal");
+                }
+            }
+            Err(refusal) => self.record_malformed(refusal, now),
+        }
     }
 
     /// Checks a decision against the run's state; `Ok` is the approval it decides.

@@ -298,10 +298,7 @@ impl ApprovalGate {
         _ctx: &WorkflowContextView,
         decision: &Decision,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        decisions::check_reason(decision)
-            .and_then(|()| decisions::check_bounds(decision))
-            .and_then(|()| self.book.check_decision(decision).map(|_| ()))
-            .map_err(|refusal| decisions::RefusedUpdate::from(refusal).into())
+        self.book.validate_update(decision)
     }
 
     /// Takes a reviewer's decision and answers with its outcome.
@@ -319,28 +316,9 @@ impl ApprovalGate {
     /// is recorded as rejected instead of failing the workflow task.
     #[signal]
     pub fn approval_decision(&mut self, ctx: &mut SyncWorkflowContext<Self>, payload: RawValue) {
-        let now = ctx.workflow_time();
-        let size = decisions::signal_payload_size(&payload);
-        if size > MAX_DECISION_BYTES {
-            let refusal = decisions::Refusal::too_large(format!(
-                "the decision is too large ({size} bytes; at most {MAX_DECISION_BYTES}); it was not read"
-            ));
-            self.book.record_malformed(refusal, now);
-            return;
-        }
-        match decisions::decode_signal_payload(&payload) {
-            Ok(decision) => {
-                match decisions::check_reason(&decision)
-                    .and_then(|()| decisions::check_bounds(&decision))
-                {
-                    Ok(()) => {
-                        self.book.apply_decision(decision, now, "signal");
-                    }
-                    Err(refusal) => self.book.reject(decision, refusal, now, "signal"),
-                }
-            }
-            Err(refusal) => self.book.record_malformed(refusal, now),
-        }
+        // A workflow type newer than every limit: it takes them all.
+        self.book
+            .take_signal(&payload, ctx.workflow_time(), &mut |_| true);
     }
 
     /// The gate's open approval, with full context.
@@ -435,30 +413,15 @@ fn gated_tool(agent: &Agent, input: &GateInput) -> Result<CatalogTool, String> {
 /// most a short prefix.
 fn decode_gate_input(input: &RawValue) -> Result<GateInput, String> {
     let example = r#"e.g. {"agent": "<name>", "tool": "<external tool>", "arguments": {...}, "requester": "..."}"#;
-    let [payload] = input.payloads.as_slice() else {
-        return Err(format!(
-            "the ApprovalGate input must be one JSON payload, got {}; {example}",
-            input.payloads.len()
-        ));
-    };
-    let encoding = payload
-        .metadata
-        .get("encoding")
-        .map(|e| String::from_utf8_lossy(e).into_owned())
-        .unwrap_or_default();
-    if encoding != "json/plain" {
-        return Err(format!(
-            "the ApprovalGate input must be a json/plain payload, got encoding `{}`",
-            countersign_policy::agent::excerpt(&encoding, 40)
-        ));
-    }
-    if payload.data.len() > MAX_DECISION_BYTES {
+    let data = decisions::json_payload(input)
+        .map_err(|problem| format!("the ApprovalGate input {problem}; {example}"))?;
+    if data.len() > MAX_DECISION_BYTES {
         return Err(format!(
             "the ApprovalGate input is too large ({} bytes; at most {MAX_DECISION_BYTES})",
-            payload.data.len()
+            data.len()
         ));
     }
-    let request: GateRequest = serde_json::from_slice(&payload.data).map_err(|e| {
+    let request: GateRequest = serde_json::from_slice(data).map_err(|e| {
         format!(
             "the ApprovalGate input is not a GateRequest: {}; {example}",
             countersign_policy::agent::excerpt(&e.to_string(), 200)
