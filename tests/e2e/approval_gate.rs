@@ -101,7 +101,7 @@ async fn a_gate_approves_denies_or_needs_no_approval_and_lists_beside_agent_runs
 
         // The inbox lists the gates' approvals beside the agent run's.
         wait_for("the gate's approval in the inbox", || async {
-            let listing = env.approvals.list_pending().await.ok()?;
+            let listing = env.approvals.list_pending(&Default::default()).await.ok()?;
             let ids: Vec<&str> = listing
                 .approvals
                 .iter()

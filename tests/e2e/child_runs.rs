@@ -84,7 +84,7 @@ async fn a_sub_agent_is_gated_before_it_starts_and_its_own_calls_are_gated_too()
         assert_eq!(child_gate.parent_workflow_id, id);
         assert_eq!(child_gate.requester, "alice@example.com");
         let listed = wait_for("the child's approval in approvals list", || async {
-            let listing = env.approvals.list_pending().await.ok()?;
+            let listing = env.approvals.list_pending(&Default::default()).await.ok()?;
             listing
                 .approvals
                 .into_iter()

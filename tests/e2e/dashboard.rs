@@ -298,7 +298,8 @@ async fn dashboard_sign_in_sets_a_strict_session_cookie() -> Result<()> {
     let page = send(&app, get("/", Some(&session))).await?;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("bob@example.com"), "{}", page.body);
-    assert!(page.body.contains("Pending approvals"));
+    assert!(page.body.contains("Waiting for me"));
+    assert!(page.body.contains("All pending"));
     assert!(page.body.contains("Recent decisions"));
     let csrf = page.csrf()?;
 
@@ -478,7 +479,9 @@ async fn dashboard_refuses_forged_and_cross_site_decisions() -> Result<()> {
             .await?;
         let approval = env.pending(&id, 1).await?.remove(0);
         let session = sign_in(&app, BOB_TOKEN).await?;
-        let page = send(&app, get("/", Some(&session))).await?;
+        // The approval's card (asked of the run), beside the inbox's table.
+        let opened = format!("/?approval={}", urlencode(&approval.approval_id));
+        let page = send(&app, get(&opened, Some(&session))).await?;
         assert_eq!(page.status, StatusCode::OK);
         let csrf = page.csrf()?;
 
@@ -650,9 +653,33 @@ async fn dashboard_edits_arguments_and_enforces_approver_groups() -> Result<()> 
         let approve = decide_path(&approval.approval_id, "approve");
         let sha = approval.arguments_sha256.clone();
 
-        // Carol (support) sees the call but a disabled form, and cannot post.
+        // Carol (support) sees the call under "All pending", not under
+        // "Waiting for me"; its card has a disabled form, and she cannot post.
         let carol = sign_in(&app, CAROL_TOKEN).await?;
-        let page = send(&app, get("/", Some(&carol))).await?;
+        let row = format!(
+            "<tr class=\"effect-money\" data-approval-id=\"{}\"",
+            approval.approval_id
+        );
+        wait_for("the approval under All pending", || async {
+            let page = send(&app, get("/?view=all", Some(&carol))).await.ok()?;
+            page.body.contains(&row).then_some(())
+        })
+        .await?;
+        let mine = send(&app, get("/", Some(&carol))).await?;
+        assert!(
+            !mine.body.contains(&row),
+            "not waiting for Carol: {}",
+            mine.body
+        );
+        let bobs = sign_in(&app, BOB_TOKEN).await?;
+        let for_bob = send(&app, get("/", Some(&bobs))).await?;
+        assert!(
+            for_bob.body.contains(&row),
+            "waiting for Bob: {}",
+            for_bob.body
+        );
+        let opened = format!("/?view=all&approval={}", urlencode(&approval.approval_id));
+        let page = send(&app, get(&opened, Some(&carol))).await?;
         let card_at = page
             .body
             .find(&format!("data-approval-id=\"{}\"", approval.approval_id))
@@ -966,13 +993,44 @@ async fn approve_in_browser(
         .click()
         .await?;
 
-    // The pending approval, with its context.
+    // "Waiting for me": a row of the table, read from visibility (which may
+    // lag the run by a moment: reload until it is there).
+    assert_eq!(browser.current_url().await?.path(), "/");
+    let row_css = format!("tr[data-approval-id='{}']", approval.approval_id);
+    let row = wait_for("the approval's row in the inbox", || async {
+        match browser.find(Locator::Css(&row_css)).await {
+            Ok(row) => Some(row),
+            Err(_) => {
+                browser.refresh().await.ok()?;
+                None
+            }
+        }
+    })
+    .await?;
+    let row_text = row.text().await?;
+    for expected in [
+        "pay",
+        "money",
+        "t-dash-browser",
+        "alice@example.com",
+        "0 of 1",
+    ] {
+        assert!(
+            row_text.contains(expected),
+            "`{expected}` not in the row:\n{row_text}"
+        );
+    }
+    let dir = test_output_dir();
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("dashboard-inbox.png"), browser.screenshot().await?)?;
+
+    // The row opens the card, asked of the run, with its whole context.
+    row.find(Locator::Css("a.open")).await?.click().await?;
     let card_css = format!("article[data-approval-id='{}']", approval.approval_id);
     let card = wait()
         .for_element(Locator::Css(&card_css))
         .await
-        .context("waiting for the approval's card after signing in")?;
-    assert_eq!(browser.current_url().await?.path(), "/");
+        .context("waiting for the approval's card after opening its row")?;
     let text = card.text().await?;
     for expected in [
         "pay",
@@ -1007,10 +1065,7 @@ async fn approve_in_browser(
     );
     assert_ne!(browser.title().await?, "pwned");
 
-    let dir = test_output_dir();
-    std::fs::create_dir_all(&dir)?;
-    let png = browser.screenshot().await?;
-    std::fs::write(dir.join("dashboard.png"), png)?;
+    std::fs::write(dir.join("dashboard.png"), browser.screenshot().await?)?;
 
     // Approve with a reason.
     card.find(Locator::Css("form.approve input[name=reason]"))

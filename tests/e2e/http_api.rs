@@ -650,21 +650,112 @@ async fn http_api_lists_with_filters_starts_runs_and_describes_itself() -> Resul
                 .unwrap_or_default()
         };
         let everything = wait_for("both approvals in GET /approvals", || async {
-            let answer = call(&app, "GET", "/approvals", Some(CAROL), Payload::None)
-                .await
-                .ok()?;
+            // Other tests share the server: one page of the most runs.
+            let answer = call(
+                &app,
+                "GET",
+                "/approvals?pageSize=1000",
+                Some(CAROL),
+                Payload::None,
+            )
+            .await
+            .ok()?;
             let ids = ids_of(&answer);
             (ids.contains(&pay_gate.approval_id) && ids.contains(&announce_gate.approval_id))
                 .then_some(answer)
         })
         .await?;
-        assert!(everything.json["unreachable"].is_array());
+        assert!(everything.json["incomplete"].is_array());
+        // Listed entries are summaries: an excerpt, not the arguments.
+        let listed_pay = everything.json["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["approvalId"] == pay_gate.approval_id.as_str())
+            .unwrap();
+        assert!(listed_pay.get("arguments").is_none(), "{listed_pay}");
+        assert!(
+            listed_pay["argumentsExcerpt"]
+                .as_str()
+                .is_some_and(|e| e.starts_with('{')),
+            "{listed_pay}"
+        );
+        assert_eq!(
+            listed_pay["argumentsSha256"],
+            pay_gate.arguments_sha256.as_str()
+        );
+
+        // Pages of one run each, followed to the end, list both once.
+        let mut token: Option<String> = None;
+        let mut walked = Vec::new();
+        for _ in 0..2000 {
+            let query = match &token {
+                Some(t) => {
+                    format!("/approvals?requester=alice@example.com&pageSize=1&pageToken={t}")
+                }
+                None => "/approvals?requester=alice@example.com&pageSize=1".to_string(),
+            };
+            let answer = call(&app, "GET", &query, Some(CAROL), Payload::None).await?;
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+            let runs: std::collections::BTreeSet<String> = answer.json["approvals"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["workflowId"].as_str().unwrap().to_string())
+                .collect();
+            assert!(runs.len() <= 1, "a page of one run: {}", answer.text);
+            walked.extend(ids_of(&answer));
+            token = answer.json["nextPageToken"].as_str().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        assert!(token.is_none(), "pages never ended");
+        for id in [&pay_gate.approval_id, &announce_gate.approval_id] {
+            assert_eq!(walked.iter().filter(|w| *w == id).count(), 1, "{id}");
+        }
+
+        // A filter or page that does not fit is a 400 that quotes nothing.
+        for query in [
+            "?pageSize=0",
+            "?pageSize=1001",
+            "?pageToken=not%20base64!",
+            "?agent=a%27%20OR%20%27x%27%3D%27x",
+            "?approver=",
+        ] {
+            let answer = call(
+                &app,
+                "GET",
+                &format!("/approvals{query}"),
+                Some(CAROL),
+                Payload::None,
+            )
+            .await?;
+            assert_eq!(
+                answer.status,
+                StatusCode::BAD_REQUEST,
+                "{query}: {}",
+                answer.text
+            );
+            assert!(!answer.text.contains("OR 'x'"), "{}", answer.text);
+        }
         for (query, pay_listed, announce_listed) in [
             ("?agent=t-http-pay", true, false),
             ("?tool=announce", false, true),
             ("?agent=t-http-pay&tool=pay", true, false),
             ("?agent=t-http-pay&tool=announce", false, false),
             ("?status=pending&agent=t-http-announce", false, true),
+            ("?requester=alice@example.com&agent=t-http-pay", true, false),
+            ("?requester=nobody@example.com", false, false),
+            // Waiting for bob: the payment (his group) and the announcement
+            // (anyone's); for carol only the announcement.
+            ("?approver=bob@example.com&agent=t-http-pay", true, false),
+            ("?approver=carol@example.com&agent=t-http-pay", false, false),
+            (
+                "?approver=carol@example.com&agent=t-http-announce",
+                false,
+                true,
+            ),
         ] {
             let answer = call(
                 &app,

@@ -8,6 +8,7 @@ mod gate_bypass;
 mod gated_runs;
 mod harness;
 mod http_api;
+mod inbox;
 mod mcp_adapter;
 mod observability;
 mod operators;

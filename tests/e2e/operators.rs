@@ -94,13 +94,20 @@ async fn cli_lists_shows_and_decides_approvals() -> Result<()> {
         assert_eq!(listed.requester, "alice@example.com");
         assert!(listed.rule.starts_with("money"));
         assert!(listed.expires_at.is_some());
+        // The list carries a summary: the arguments' canonical JSON as an
+        // excerpt; `approvals show` asks the run for all of it.
+        assert!(listed.arguments.is_none());
         assert_eq!(
-            countersign_proto::struct_to_json(listed.arguments.as_ref().unwrap()),
-            json!({"to": "acme", "amount": 120, "currency": "EUR"})
+            listed.arguments_excerpt,
+            r#"{"amount":120,"currency":"EUR","to":"acme"}"#
         );
         // The raw JSON is proto3 JSON (camelCase).
         let out = countersign(&["approvals", "show", &approval.approval_id, "--json"]).await?;
         let raw: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        assert_eq!(
+            countersign_proto::canonical_json(&raw["arguments"]),
+            listed.arguments_excerpt
+        );
         assert_eq!(raw["approvalId"], approval.approval_id.as_str());
         assert_eq!(raw["argumentsSha256"], approval.arguments_sha256.as_str());
         assert_eq!(raw["state"], "APPROVAL_STATE_PENDING");

@@ -44,6 +44,9 @@ pub enum ApprovalsError {
     /// The decision could not be built (e.g. edited arguments that are not an object).
     #[error("invalid decision: {0}")]
     InvalidDecision(String),
+    /// A listing's filter, page size or page token does not fit.
+    #[error("{0}")]
+    InvalidListing(String),
     /// Temporal could not be reached.
     #[error("{0}")]
     Connection(String),
@@ -68,6 +71,7 @@ impl ApprovalsError {
             ApprovalsError::Rejected(_) => RefusalCode::Invalid,
             ApprovalsError::InvalidApprovalId(_)
             | ApprovalsError::InvalidDecision(_)
+            | ApprovalsError::InvalidListing(_)
             | ApprovalsError::Connection(_)
             | ApprovalsError::Temporal(_) => return None,
         })

@@ -1,8 +1,8 @@
 //! The approvals crate: the one place that sends decisions to runs.
 //!
-//! [`Approvals`] lists pending approvals across runs (a visibility query on
-//! the search attributes, then the `pending_approvals` query of each run),
-//! shows one, approves or denies it by the `decide` update (returning the
+//! [`Approvals`] lists pending approvals across runs (pages of Temporal
+//! visibility: each run's memo summarizes its open approvals, so no run is
+//! asked), shows one, approves or denies it by the `decide` update (returning the
 //! outcome) or by the `approval_decision` signal (fire-and-forget), and starts
 //! and inspects runs. It addresses the `AgentRun` workflow only through the
 //! public contract (`countersign_proto::contract`), never through the worker.
@@ -10,6 +10,7 @@
 mod connection;
 mod contract;
 mod error;
+mod inbox;
 
 pub use connection::{
     ConnectionSettings, connect_with, connection_settings_from, connection_settings_from_env,
@@ -20,11 +21,14 @@ pub use contract::{
 };
 pub use countersign_proto::signing::{InvalidKeyId, SigningKey};
 pub use error::ApprovalsError;
+pub use inbox::{
+    DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, PendingFilter, PendingPage, ReviewerFilter,
+};
 
 use countersign_policy::run::AgentRunInput;
 use countersign_proto::contract::{
-    GATE_WORKFLOW_TYPE, SA_AGENT, SA_PENDING_TOOLS, SA_REQUESTER, SA_STATUS, TASK_QUEUE,
-    WORKFLOW_TYPE, workflow_id_of_approval,
+    SA_AGENT, SA_PENDING_TOOLS, SA_REQUESTER, SA_STATUS, TASK_QUEUE, WORKFLOW_TYPE,
+    workflow_id_of_approval,
 };
 use countersign_proto::{
     Decision, DecisionKind, DecisionOutcome, DecisionScope, GateOutcome, GateRequest,
@@ -55,7 +59,8 @@ pub struct RunSummary {
     pub pending_tools: Vec<String>,
 }
 
-/// How long `list_pending` waits for one run to answer its query.
+/// How long the inbox waits for a run from before its index to answer its
+/// query.
 const QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 async fn tokio_timeout<F: std::future::Future>(
@@ -63,15 +68,6 @@ async fn tokio_timeout<F: std::future::Future>(
     future: F,
 ) -> Option<F::Output> {
     tokio::time::timeout(limit, future).await.ok()
-}
-
-/// The result of [`Approvals::list_pending`].
-#[derive(Debug, Clone, Default)]
-pub struct PendingListing {
-    /// The pending approvals of every run that answered.
-    pub approvals: Vec<PendingApproval>,
-    /// Runs awaiting approval that did not answer: workflow id and why.
-    pub unreachable: Vec<(String, String)>,
 }
 
 /// What an approval request says, besides the approval id.
@@ -291,35 +287,41 @@ impl Approvals {
         Ok(runs)
     }
 
-    /// Every pending approval across runs: the runs whose `CountersignStatus`
-    /// is `AwaitingApproval`, then each run's `pending_approvals` query (the
-    /// run itself is the source of truth; visibility may lag a little). Runs
-    /// are queried concurrently; a run that does not answer (no worker, say)
-    /// is reported in [`PendingListing::unreachable`] instead of failing the list.
-    pub async fn list_pending(&self) -> Result<PendingListing, ApprovalsError> {
-        // Agent runs and gates (`ApprovalGate`) open approvals alike.
-        let types =
-            format!("WorkflowType = '{WORKFLOW_TYPE}' OR WorkflowType = '{GATE_WORKFLOW_TYPE}'");
-        let runs = self.list_of(&types, Some("AwaitingApproval"), None).await?;
-        let answers = futures::future::join_all(runs.iter().map(|run| async move {
-            let answer = tokio_timeout(QUERY_TIMEOUT, self.pending_of_run(&run.workflow_id)).await;
-            (run.workflow_id.clone(), answer)
-        }))
-        .await;
-        let mut listing = PendingListing::default();
-        for (workflow_id, answer) in answers {
-            match answer {
-                Some(Ok(mut approvals)) => listing.approvals.append(&mut approvals),
-                // The run closed between the list and the query.
-                Some(Err(ApprovalsError::NotFound(_))) => {}
-                Some(Err(e)) => listing.unreachable.push((workflow_id, e.to_string())),
-                None => listing.unreachable.push((
-                    workflow_id,
-                    format!("no answer within {QUERY_TIMEOUT:?} (is a worker running?)"),
-                )),
-            }
-        }
-        Ok(listing)
+    /// The search attributes of the contract
+    /// (`countersign_proto::contract::SEARCH_ATTRIBUTES`) that this
+    /// namespace lacks or has with another type: a run upserting one of them
+    /// would fail its workflow tasks, so a worker refuses to start without
+    /// them. An error when the server does not say (some hosted services do
+    /// not offer the operator API).
+    pub async fn missing_search_attributes(
+        &self,
+    ) -> Result<Vec<(&'static str, &'static str)>, ApprovalsError> {
+        use temporalio_client::NamespacedClient;
+        use temporalio_client::tonic::IntoRequest;
+        use temporalio_common::protos::temporal::api::enums::v1::IndexedValueType;
+        use temporalio_common::protos::temporal::api::operatorservice::v1::ListSearchAttributesRequest;
+        let request = ListSearchAttributesRequest {
+            namespace: self.client.namespace(),
+        };
+        let mut operator = self.client.connection().operator_service();
+        let registered = operator
+            .list_search_attributes(request.into_request())
+            .await
+            .map_err(|status| {
+                ApprovalsError::Temporal(format!("listing search attributes: {}", status.message()))
+            })?
+            .into_inner()
+            .custom_attributes;
+        Ok(countersign_proto::contract::SEARCH_ATTRIBUTES
+            .into_iter()
+            .filter(|(name, kind)| {
+                let expected = IndexedValueType::from_str_name(&format!(
+                    "INDEXED_VALUE_TYPE_{}",
+                    kind.replace("KeywordList", "Keyword_List").to_uppercase()
+                ));
+                registered.get(*name).copied() != expected.map(|t| t as i32)
+            })
+            .collect())
     }
 
     /// The pending approvals of one run.

@@ -32,13 +32,18 @@ pub const SA_APPROVAL_IDS: &str = "CountersignApprovalIds";
 pub const SA_AGENT: &str = "CountersignAgent";
 /// Search attribute (Keyword): who started the run.
 pub const SA_REQUESTER: &str = "CountersignRequester";
+/// Search attribute (KeywordList): the reviewer ids and groups that may
+/// decide something open in the run, `*` for anyone
+/// (`countersign_proto::inbox::approver_keywords`).
+pub const SA_APPROVERS: &str = "CountersignApprovers";
 
 /// Every search attribute with its Temporal type, as `temporal operator
 /// search-attribute create` and `temporal server start-dev --search-attribute` take them.
-pub const SEARCH_ATTRIBUTES: [(&str, &str); 5] = [
+pub const SEARCH_ATTRIBUTES: [(&str, &str); 6] = [
     (SA_STATUS, "Keyword"),
     (SA_PENDING_TOOLS, "KeywordList"),
     (SA_APPROVAL_IDS, "KeywordList"),
+    (SA_APPROVERS, "KeywordList"),
     (SA_AGENT, "Keyword"),
     (SA_REQUESTER, "Keyword"),
 ];

@@ -13,6 +13,7 @@ pub mod v1 {
 }
 
 pub mod contract;
+pub mod inbox;
 mod json;
 pub mod signing;
 

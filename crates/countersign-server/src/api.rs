@@ -23,7 +23,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use countersign_approvals::{ApprovalsError, ApproveOptions};
+use countersign_approvals::{
+    ApprovalsError, ApproveOptions, PageRequest, PendingFilter, ReviewerFilter,
+};
 use countersign_policy::agent::{AgentFile, excerpt};
 use countersign_policy::run::{AgentRunInput, AgentSpec, RunRequest};
 use countersign_policy::{Agent, RunMode};
@@ -167,40 +169,63 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 // ---------------------------------------------------------------------------
 // Request and response types.
 
-/// Filters of `GET /approvals`.
+/// Filters and paging of `GET /approvals`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ApprovalFilter {
     /// Only approvals of this agent.
+    #[param(max_length = 256)]
     pub agent: Option<String>,
     /// Only approvals of this tool (its name, e.g. `pay` or `gmail.send`).
+    #[param(max_length = 256)]
     pub tool: Option<String>,
+    /// Only approvals of runs this person started.
+    #[param(max_length = 256)]
+    pub requester: Option<String>,
+    /// Only approvals this reviewer may decide ("waiting for me"): named by
+    /// the run, or open to anyone; not their own request under separation
+    /// of duties, nor one they already approved. A configured reviewer's
+    /// groups widen the search.
+    #[param(max_length = 256)]
+    pub approver: Option<String>,
+    /// Runs per page (1 to 1000, default 100); a page holds the open
+    /// approvals of that many runs, usually one each.
+    #[param(minimum = 1, maximum = 1000)]
+    pub page_size: Option<u32>,
+    /// The `nextPageToken` of the previous page.
+    #[param(max_length = 4096)]
+    pub page_token: Option<String>,
     /// `pending`, the default and the only value: decided approvals are in
     /// `GET /runs/{id}`.
     #[param(pattern = "^pending$")]
     pub status: Option<String>,
 }
 
-/// The answer of `GET /approvals`.
+/// The answer of `GET /approvals`: one page.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApprovalList {
-    /// The pending approvals of every run that answered, filtered.
+    /// The pending approvals on this page, newest run first, as summaries
+    /// (`argumentsExcerpt` instead of `arguments`: `GET /approvals/{id}`
+    /// has the whole approval).
     #[schema(value_type = Vec<PendingApprovalSchema>)]
     pub approvals: Vec<PendingApproval>,
-    /// Runs awaiting approval that did not answer in time (no worker, say):
-    /// their approvals are missing from the list.
-    pub unreachable: Vec<UnreachableRun>,
+    /// Where the next page starts (pass it as `pageToken`); absent on the
+    /// last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+    /// Runs on this page whose approvals are not all listed, and why.
+    pub incomplete: Vec<IncompleteRun>,
 }
 
-/// A run that did not answer its `pending_approvals` query.
+/// A run whose approvals the page does not all list.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct UnreachableRun {
+pub struct IncompleteRun {
     /// The run's workflow id.
     pub workflow_id: String,
-    /// Why it did not answer.
+    /// What is missing, and where to find it.
     pub error: String,
 }
 
@@ -393,26 +418,35 @@ async fn list_approvals(
             "status: only `pending` approvals are listed; a run's decided ones are in GET /runs/{id}",
         ));
     }
-    let listing = state.approvals.list_pending().await?;
-    let approvals = listing
-        .approvals
-        .into_iter()
-        .filter(|a| filter.agent.as_ref().is_none_or(|agent| &a.agent == agent))
-        .filter(|a| {
-            filter
-                .tool
-                .as_ref()
-                .is_none_or(|tool| a.tool.as_ref().is_some_and(|t| &t.name == tool))
-        })
-        .collect();
-    let unreachable = listing
-        .unreachable
-        .into_iter()
-        .map(|(workflow_id, error)| UnreachableRun { workflow_id, error })
-        .collect();
+    let approver = filter.approver.map(|reviewer| {
+        let groups = state
+            .config
+            .reviewers
+            .iter()
+            .find(|r| r.id == reviewer)
+            .map(|r| r.groups.clone())
+            .unwrap_or_default();
+        ReviewerFilter { reviewer, groups }
+    });
+    let pending = PendingFilter {
+        agent: filter.agent,
+        tool: filter.tool,
+        requester: filter.requester,
+        approver,
+    };
+    let page = PageRequest {
+        page_size: filter.page_size,
+        page_token: filter.page_token,
+    };
+    let listing = state.approvals.list_pending_page(&pending, &page).await?;
     Ok(Json(ApprovalList {
-        approvals,
-        unreachable,
+        approvals: listing.approvals,
+        next_page_token: listing.next_page_token,
+        incomplete: listing
+            .incomplete
+            .into_iter()
+            .map(|(workflow_id, error)| IncompleteRun { workflow_id, error })
+            .collect(),
     }))
 }
 
@@ -606,7 +640,7 @@ async fn get_run(
         description = "Human approval gates for AI agent tool calls. Every route but /openapi.json, /metrics and /healthz needs `Authorization: Bearer <token>`; the reviewer recorded on a decision is the token's reviewer."
     ),
     paths(list_approvals, get_approval, approve, deny, start_run, get_run, openapi_json, crate::metrics::metrics),
-    components(schemas(ApproveBody, DenyBody, StartRunBody, StartedRun, ApprovalList, UnreachableRun)),
+    components(schemas(ApproveBody, DenyBody, StartRunBody, StartedRun, ApprovalList, IncompleteRun)),
     modifiers(&BearerAuth),
     tags(
         (name = "approvals", description = "Pending approvals and decisions"),

@@ -28,13 +28,15 @@ use crate::decisions::{Decided, DecisionError, Verdict, decide, tool_name};
 use crate::metrics::{Channel, Metrics};
 pub use crate::session::{SESSION_COOKIE, SESSION_MAX_AGE};
 use crate::{AppState, Problem, Reviewer};
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
-use countersign_approvals::{Approvals, ApproveOptions, PendingListing};
+use countersign_approvals::{
+    Approvals, ApproveOptions, PageRequest, PendingFilter, PendingPage, ReviewerFilter,
+};
 use countersign_proto::{ApprovalState, DecisionOutcome, arguments_sha256};
 use hmac::{Hmac, Mac};
 use render::{Draft, Notice, NoticeKind, Page, Recent, RecentDecision};
@@ -339,10 +341,38 @@ async fn stylesheet() -> Response {
     response
 }
 
+/// What `GET /` shows: which list, which page of it, and which approval's
+/// card is open.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct View {
+    /// `all` for every pending approval; otherwise "waiting for me".
+    #[serde(default)]
+    pub view: Option<String>,
+    /// The page of the list (its token, from the previous page's link).
+    #[serde(default)]
+    pub page_token: Option<String>,
+    /// The approval whose card is open (fetched from its run).
+    #[serde(default)]
+    pub approval: Option<String>,
+}
+
+impl View {
+    /// Whether the list is "waiting for me" (the default: what a reviewer
+    /// opens first) rather than everything pending.
+    pub(crate) fn mine(&self) -> bool {
+        self.view.as_deref() != Some("all")
+    }
+}
+
+/// How many waiting runs one page of the dashboard's table lists.
+pub const DASHBOARD_PAGE_SIZE: u32 = 50;
+
 async fn index(
     State(state): State<AppState>,
     session: Session,
     Flash(flash, had_flash): Flash,
+    Query(view): Query<View>,
 ) -> Response {
     let mut response = render_dashboard(
         &state,
@@ -350,6 +380,7 @@ async fn index(
         flash.into_iter().collect(),
         None,
         StatusCode::OK,
+        &view,
     )
     .await;
     if had_flash {
@@ -364,20 +395,50 @@ async fn index(
     response
 }
 
-/// Reads the pending approvals and recent decisions and renders the page.
+/// Reads a page of pending approvals (visibility only), the open card's
+/// approval (from its run), and the recent decisions, and renders the page.
 async fn render_dashboard(
     state: &AppState,
     session: &Session,
     mut notices: Vec<Notice>,
     draft: Option<Draft>,
     status: StatusCode,
+    view: &View,
 ) -> Response {
-    let (pending, recent) = tokio::join!(
-        state.approvals.list_pending(),
-        recent_decisions(&state.approvals)
+    let filter = PendingFilter {
+        approver: view.mine().then(|| ReviewerFilter {
+            reviewer: session.reviewer.id.clone(),
+            groups: session.reviewer.groups.clone(),
+        }),
+        ..Default::default()
+    };
+    let page = PageRequest {
+        page_size: Some(DASHBOARD_PAGE_SIZE),
+        page_token: view.page_token.clone(),
+    };
+    // A refused decision shows its card again, with what was typed.
+    let open = draft
+        .as_ref()
+        .map(|d| d.approval_id.clone())
+        .or_else(|| view.approval.clone());
+    let (pending, recent, opened) = tokio::join!(
+        state.approvals.list_pending_page(&filter, &page),
+        recent_decisions(&state.approvals),
+        async {
+            match &open {
+                Some(id) => Some(
+                    state
+                        .approvals
+                        .get(id)
+                        .await
+                        .map_err(|e| Problem::from(e).detail),
+                ),
+                None => None,
+            }
+        }
     );
     let mut status = status;
-    let pending: Result<PendingListing, String> = pending.map_err(|e| {
+    let pending: Result<PendingPage, String> = pending.map_err(|e| {
         let problem = Problem::from(e);
         if status == StatusCode::OK {
             status = problem.status_code();
@@ -399,7 +460,9 @@ async fn render_dashboard(
         csrf: &csrf,
         now: SystemTime::now(),
         notices,
+        view: view.clone(),
         pending,
+        opened,
         recent,
         draft,
     });
@@ -703,7 +766,17 @@ async fn approve(
     let again = |draft: Draft, status: StatusCode| {
         let state = state.clone();
         let session = &session;
-        async move { render_dashboard(&state, session, Vec::new(), Some(draft), status).await }
+        async move {
+            render_dashboard(
+                &state,
+                session,
+                Vec::new(),
+                Some(draft),
+                status,
+                &View::default(),
+            )
+            .await
+        }
     };
     if !is_sha256_hex(&form.arguments_sha256) {
         draft.error = "The form did not say which arguments it showed (argumentsSha256); reload the dashboard. Nothing was decided.".into();
@@ -780,7 +853,15 @@ async fn deny(
         Ok(decided) => decided_page(&state, &decided),
         Err(e) => {
             draft.error = refusal_text(&e, false);
-            render_dashboard(&state, &session, Vec::new(), Some(draft), e.status()).await
+            render_dashboard(
+                &state,
+                &session,
+                Vec::new(),
+                Some(draft),
+                e.status(),
+                &View::default(),
+            )
+            .await
         }
     }
 }

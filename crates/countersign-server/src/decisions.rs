@@ -200,6 +200,7 @@ impl From<ApprovalsError> for DecisionError {
             ApprovalsError::InvalidArguments(_) => DecisionError::InvalidArguments(message),
             ApprovalsError::Rejected(_)
             | ApprovalsError::InvalidDecision(_)
+            | ApprovalsError::InvalidListing(_)
             | ApprovalsError::TooLarge(_) => DecisionError::Invalid(message),
             ApprovalsError::Connection(_) => DecisionError::Unavailable(message),
             ApprovalsError::Temporal(_) => DecisionError::Temporal(message),

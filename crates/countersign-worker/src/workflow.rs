@@ -26,16 +26,18 @@ use countersign_policy::run::{AgentRunInput, AgentSpec, CarriedState, InputError
 use countersign_policy::schema::check_arguments;
 use countersign_policy::{Agent, RunMode};
 use countersign_proto::contract::{self, APPROVAL_ID_SEPARATOR};
+use countersign_proto::inbox;
 use countersign_proto::signing::TrustedKeys;
 use countersign_proto::{
-    ApprovalState, Decision, DecisionOutcome, PendingApproval, RunState, RunStatus, ToolCall,
-    ToolRef, TranscriptEntry, arguments_sha256, json_to_struct, struct_to_json,
+    ApprovalState, ApprovalSummaries, Decision, DecisionOutcome, PendingApproval, RunState,
+    RunStatus, ToolCall, ToolRef, TranscriptEntry, arguments_sha256, json_to_struct,
+    struct_to_json,
 };
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
-use temporalio_common::RetryPolicy;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::search_attributes::SearchAttributeKey;
+use temporalio_common::{MemoValue, RetryPolicy};
 use temporalio_macros::{workflow, workflow_methods};
 use temporalio_sdk::workflows::{join_all, select};
 use temporalio_sdk::{
@@ -52,6 +54,8 @@ const SA_APPROVAL_IDS: SearchAttributeKey<Vec<String>> =
 const SA_AGENT: SearchAttributeKey<String> = SearchAttributeKey::keyword(contract::SA_AGENT);
 const SA_REQUESTER: SearchAttributeKey<String> =
     SearchAttributeKey::keyword(contract::SA_REQUESTER);
+const SA_APPROVERS: SearchAttributeKey<Vec<String>> =
+    SearchAttributeKey::keyword_list(contract::SA_APPROVERS);
 
 /// An agent run. Its workflow type is `AgentRun`; its input is an
 /// [`AgentRunInput`] (decoded here, see [`RunRequest::decode`]) and its
@@ -109,6 +113,31 @@ struct Published {
     pending_tools: Vec<String>,
     approval_ids: Vec<String>,
     details: String,
+    /// `CountersignApprovers`; empty in runs from before the inbox index.
+    approvers: Vec<String>,
+    /// The memo's summaries of open approvals (the inbox's index); `None`
+    /// in runs from before it.
+    summaries: Option<ApprovalSummaries>,
+}
+
+impl Published {
+    /// Whether the search attributes (or current details) differ: the
+    /// summaries alone live in the memo.
+    fn attributes_differ(&self, other: &Published) -> bool {
+        (
+            self.status,
+            &self.pending_tools,
+            &self.approval_ids,
+            &self.details,
+            &self.approvers,
+        ) != (
+            other.status,
+            &other.pending_tools,
+            &other.approval_ids,
+            &other.details,
+            &other.approvers,
+        )
+    }
 }
 
 /// What a tool call turned into once the policy (and maybe a reviewer) spoke.
@@ -513,6 +542,7 @@ fn open_approval(
         approvers: gate.approvers.clone(),
         separation_of_duties: gate.separation_of_duties,
         signed_decisions_required: gate.signed_decisions_required,
+        arguments_excerpt: String::new(),
     });
     let sticky = ctx.state(|s| s.sticky_grant(&approval).cloned());
     ctx.state_mut(|s| s.state.approvals.push(approval));
@@ -1019,11 +1049,14 @@ fn finish_cancelled(ctx: &WorkflowContext<AgentRun>) -> WorkflowResult<RunState>
     Err(WorkflowTermination::cancelled())
 }
 
-/// Mirrors the run's state into search attributes and the Web UI's
-/// "current details", so operators can find and understand waiting runs.
-/// Only changes are sent: each upsert is a history event.
+/// Mirrors the run's state into search attributes, the memo (the inbox's
+/// index: `countersign_proto::inbox`) and the Web UI's "current details", so
+/// operators can find and understand waiting runs and the inbox never asks a
+/// run. Only changes are sent: each upsert is a history event.
 fn publish<W: ApprovalHost>(ctx: &WorkflowContext<W>) {
-    let (next, first) = ctx.state(|s| {
+    // Runs recorded before the inbox index replay without its commands.
+    let indexed = ctx.patched(PATCH_INBOX_INDEX);
+    let (next, previous) = ctx.state(|s| {
         let s = s.book();
         let open: Vec<&PendingApproval> = s.open_approvals().collect();
         let status = match s.state.status() {
@@ -1038,29 +1071,58 @@ fn publish<W: ApprovalHost>(ctx: &WorkflowContext<W>) {
                 .collect(),
             approval_ids: open.iter().map(|a| a.approval_id.clone()).collect(),
             details: s.current_details(&open),
+            approvers: if indexed {
+                inbox::approver_keywords(open.iter().copied())
+            } else {
+                Vec::new()
+            },
+            summaries: indexed.then(|| inbox::summaries(open.iter().copied())),
         };
-        (next, s.published.is_none())
+        (next, s.published.clone())
     });
-    if ctx.state(|s| s.book().published.as_ref() == Some(&next)) {
+    if previous.as_ref() == Some(&next) {
         return;
     }
-    let mut updates = vec![
-        SA_STATUS.value_set(contract::status_keyword(next.status).to_string()),
-        SA_PENDING_TOOLS.value_set(next.pending_tools.clone()),
-        SA_APPROVAL_IDS.value_set(next.approval_ids.clone()),
-    ];
-    if first {
-        let (agent, requester) = ctx.state(|s| {
-            let s = s.book();
-            (s.state.agent.clone(), s.state.requester.clone())
-        });
-        updates.push(SA_AGENT.value_set(agent));
-        updates.push(SA_REQUESTER.value_set(requester));
+    if previous.as_ref().is_none_or(|p| p.attributes_differ(&next)) {
+        let mut updates = vec![
+            SA_STATUS.value_set(contract::status_keyword(next.status).to_string()),
+            SA_PENDING_TOOLS.value_set(next.pending_tools.clone()),
+            SA_APPROVAL_IDS.value_set(next.approval_ids.clone()),
+        ];
+        if indexed {
+            updates.push(SA_APPROVERS.value_set(next.approvers.clone()));
+        }
+        if previous.is_none() {
+            let (agent, requester) = ctx.state(|s| {
+                let s = s.book();
+                (s.state.agent.clone(), s.state.requester.clone())
+            });
+            updates.push(SA_AGENT.value_set(agent));
+            updates.push(SA_REQUESTER.value_set(requester));
+        }
+        ctx.upsert_search_attributes(updates);
+        ctx.set_current_details(next.details.clone());
     }
-    ctx.upsert_search_attributes(updates);
-    ctx.set_current_details(next.details.clone());
+    // A run with nothing open has no summaries to write: no memo command
+    // until its first approval opens.
+    let written = previous
+        .as_ref()
+        .and_then(|p| p.summaries.clone())
+        .unwrap_or_default();
+    if let Some(summaries) = next.summaries.as_ref().filter(|s| **s != written) {
+        // Our own proto message always serializes; should it not, the run
+        // goes on and the inbox falls back to asking it.
+        let _ = ctx.upsert_memo([(
+            inbox::MEMO_APPROVALS,
+            Some(MemoValue::new(summaries.clone())),
+        )]);
+    }
     ctx.state_mut(|s| s.book_mut().published = Some(next));
 }
+
+/// Runs from this patch on keep the inbox's index (`CountersignApprovers`
+/// and the memo's summaries of open approvals).
+const PATCH_INBOX_INDEX: &str = "inbox-index";
 
 fn assistant_entry(content: &str, calls: &[RequestedCall]) -> TranscriptEntry {
     TranscriptEntry {

@@ -5,11 +5,14 @@
 use crate::output::{approval_line, approval_text, run_text};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use countersign_approvals::{Approvals, ApproveOptions};
+use countersign_approvals::{
+    Approvals, ApproveOptions, PageRequest, PendingFilter, ReviewerFilter,
+};
 use countersign_policy::agent::AgentFile;
 use countersign_policy::run::{AgentRunInput, AgentSpec, RunRequest};
 use countersign_policy::{Agent, RunMode};
 use countersign_proto::contract::TASK_QUEUE;
+use std::io::Write;
 use std::path::PathBuf;
 
 /// Human approval gates for long-running AI agents, on Temporal.
@@ -183,11 +186,40 @@ struct RunStartArgs {
 
 #[derive(Subcommand, Debug)]
 enum ApprovalsCommand {
-    /// Lists pending approvals across runs.
+    /// Lists pending approvals across runs, newest run first, from Temporal
+    /// visibility (no run is asked: it works with every worker stopped).
+    /// Entries are summaries: `approvals show ID` has the full arguments.
     List {
-        /// Print a JSON array of PendingApproval (proto3 JSON).
+        /// Print every page as one JSON array of PendingApproval (proto3
+        /// JSON, `argumentsExcerpt` instead of `arguments`), streamed.
         #[arg(long)]
         json: bool,
+        /// Only approvals of this agent.
+        #[arg(long)]
+        agent: Option<String>,
+        /// Only approvals of this tool (e.g. `pay`, `gmail.send`).
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only approvals of runs this person started.
+        #[arg(long)]
+        requester: Option<String>,
+        /// Only approvals this reviewer may decide (named, in one of their
+        /// `--group`s, or open to anyone; not their own request under
+        /// separation of duties).
+        #[arg(long)]
+        approver: Option<String>,
+        /// A group of `--approver` (repeat for several).
+        #[arg(long = "group", requires = "approver")]
+        groups: Vec<String>,
+        /// Runs per page (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        page_size: u32,
+        /// Start at this page (printed at the end of the previous one).
+        #[arg(long)]
+        page_token: Option<String>,
+        /// Print every page, not just one (always so with --json).
+        #[arg(long)]
+        all: bool,
     },
     /// Shows one approval with full context.
     Show {
@@ -537,20 +569,62 @@ async fn run_command(command: RunCommand) -> Result<()> {
 async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
     let approvals = Approvals::connect_from_env().await?;
     match command {
-        ApprovalsCommand::List { json } => {
-            let listing = approvals.list_pending().await?;
-            for (workflow_id, problem) in &listing.unreachable {
-                eprintln!("warning: run {workflow_id} did not answer: {problem}");
-            }
-            let pending = listing.approvals;
+        ApprovalsCommand::List {
+            json,
+            agent,
+            tool,
+            requester,
+            approver,
+            groups,
+            page_size,
+            page_token,
+            all,
+        } => {
+            let filter = PendingFilter {
+                agent,
+                tool,
+                requester,
+                approver: approver.map(|reviewer| ReviewerFilter { reviewer, groups }),
+            };
+            let mut page = PageRequest {
+                page_size: Some(page_size),
+                page_token,
+            };
+            let mut out = std::io::stdout().lock();
+            let mut listed = 0usize;
             if json {
-                println!("{}", serde_json::to_string_pretty(&pending)?);
-            } else if pending.is_empty() {
-                eprintln!("no pending approvals");
-            } else {
-                for a in &pending {
-                    println!("{}", approval_line(a));
+                write!(out, "[")?;
+            }
+            loop {
+                let next = approvals.list_pending_page(&filter, &page).await?;
+                for (workflow_id, problem) in &next.incomplete {
+                    eprintln!("warning: run {workflow_id}: {problem}");
                 }
+                for a in &next.approvals {
+                    if json {
+                        let separator = if listed == 0 { "\n" } else { ",\n" };
+                        write!(out, "{separator}{}", serde_json::to_string_pretty(a)?)?;
+                    } else {
+                        writeln!(out, "{}", approval_line(a))?;
+                    }
+                    listed += 1;
+                }
+                out.flush()?;
+                match next.next_page_token {
+                    Some(token) if json || all => page.page_token = Some(token),
+                    Some(token) => {
+                        eprintln!(
+                            "more: countersign approvals list --page-token {token} (or --all)"
+                        );
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            if json {
+                writeln!(out, "{}]", if listed == 0 { "" } else { "\n" })?;
+            } else if listed == 0 {
+                eprintln!("no pending approvals");
             }
         }
         ApprovalsCommand::Show { id, json } => {

@@ -69,11 +69,12 @@ pub fn approval_text(a: &PendingApproval) -> String {
 
 /// One line per approval, for lists.
 pub fn approval_line(a: &PendingApproval) -> String {
+    // A listing's entry carries an excerpt instead of the arguments.
     let args = a
         .arguments
         .as_ref()
         .map(|s| canonical_json(&struct_to_json(s)))
-        .unwrap_or_default();
+        .unwrap_or_else(|| a.arguments_excerpt.clone());
     format!(
         "{}  {}  {}({})  agent={} requester={} expires={}",
         a.approval_id,

@@ -185,6 +185,39 @@ pub fn load_trusted_keys(dir: Option<&std::path::Path>) -> Result<TrustedKeys> {
 /// in flight, reporting the cancelled activities) before the process gives up.
 const SHUTDOWN_MARGIN: Duration = Duration::from_secs(15);
 
+/// Refuses to serve a namespace without Countersign's search attributes:
+/// every run would fail its workflow tasks at its first upsert. When the
+/// server cannot say (no operator API), it warns and goes on.
+async fn check_search_attributes(client: &temporalio_client::Client) -> Result<()> {
+    match countersign_approvals::Approvals::new(client.clone())
+        .missing_search_attributes()
+        .await
+    {
+        Ok(missing) if missing.is_empty() => Ok(()),
+        Ok(missing) => {
+            let commands: Vec<String> = missing
+                .iter()
+                .map(|(name, kind)| {
+                    format!("temporal operator search-attribute create --name {name} --type {kind}")
+                })
+                .collect();
+            anyhow::bail!(
+                "this namespace lacks search attributes every run sets ({}); create them first: {}",
+                missing
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                commands.join(" && ")
+            )
+        }
+        Err(e) => {
+            eprintln!("warning: could not check the search attributes ({e}); continuing");
+            Ok(())
+        }
+    }
+}
+
 /// Runs the worker until SIGTERM or Ctrl-C, then drains: polling stops,
 /// activities in flight get the grace period to finish, and the process
 /// returns `Ok` (exit status 0). Runs waiting for approval are not touched:
@@ -197,6 +230,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
     let settings = countersign_approvals::connection_settings_from_env()?;
     let server = settings.summary();
     let client = countersign_approvals::connect_with(settings).await?;
+    check_search_attributes(&client).await?;
     let (runtime_options, tool_metrics) = match args.metrics {
         Some(address) => {
             let (runtime_options, tool_metrics, bound) = with_prometheus(address)?;

@@ -5,7 +5,7 @@
 use super::CSRF_FIELD;
 use crate::Reviewer;
 use crate::metrics::Channel;
-use countersign_approvals::PendingListing;
+use countersign_approvals::PendingPage;
 use countersign_proto::{
     ApprovalState, DecisionKind, DecisionRecord, PendingApproval, struct_to_json,
 };
@@ -111,8 +111,13 @@ pub(crate) struct Page<'a> {
     pub csrf: &'a str,
     pub now: SystemTime,
     pub notices: Vec<Notice>,
-    /// The pending approvals, or why they could not be listed.
-    pub pending: Result<PendingListing, String>,
+    /// Which list and page, and which card is open.
+    pub view: super::View,
+    /// One page of pending approvals (summaries), or why it could not be
+    /// listed.
+    pub pending: Result<PendingPage, String>,
+    /// The open card's approval, asked of its run, or why it could not be.
+    pub opened: Option<Result<PendingApproval, String>>,
     pub recent: Recent,
     pub draft: Option<Draft>,
 }
@@ -224,63 +229,173 @@ pub(crate) fn dashboard_page(page: &Page<'_>) -> String {
         );
     }
 
-    out.push_str("<section id=\"pending\">");
-    match &page.pending {
-        Err(error) => {
-            out.push_str("<h2>Pending approvals</h2>");
-            let _ = write!(
-                out,
-                "<div class=\"notice error\" role=\"alert\">Cannot list pending approvals: {}</div>",
-                Esc(error)
-            );
-        }
-        Ok(listing) => {
-            let _ = write!(
-                out,
-                "<h2>Pending approvals <span class=\"count\">({})</span></h2>",
-                listing.approvals.len()
-            );
-            if !listing.unreachable.is_empty() {
-                let _ = write!(
-                    out,
-                    "<div class=\"notice warn\" id=\"unreachable\">{} run(s) awaiting approval did not answer; their approvals are not shown (is a worker running?)<ul>",
-                    listing.unreachable.len()
-                );
-                for (workflow_id, why) in &listing.unreachable {
-                    let _ = write!(
-                        out,
-                        "<li><code>{}</code>: {}</li>",
-                        Esc(workflow_id),
-                        Esc(why)
-                    );
-                }
-                out.push_str("</ul></div>");
-            }
-            if listing.approvals.is_empty() {
-                out.push_str("<p class=\"empty\">Nothing is waiting for a decision.</p>");
-            }
-            let mut approvals: Vec<&PendingApproval> = listing.approvals.iter().collect();
-            // Newest first.
-            approvals.sort_by_key(|a| {
-                std::cmp::Reverse(
-                    a.requested_at
-                        .as_ref()
-                        .map_or((0, 0), |t| (t.seconds, t.nanos)),
-                )
-            });
-            for a in approvals {
+    if let Some(opened) = &page.opened {
+        out.push_str("<section id=\"opened\">");
+        match opened {
+            Ok(a) => {
                 let draft = page
                     .draft
                     .as_ref()
                     .filter(|d| d.approval_id == a.approval_id);
                 card(&mut out, page, a, draft);
             }
+            Err(error) => {
+                let _ = write!(
+                    out,
+                    "<div class=\"notice error\" role=\"alert\">Cannot show this approval: {}</div>",
+                    Esc(error)
+                );
+            }
         }
+        out.push_str("</section>\n");
     }
-    out.push_str("</section>\n");
+    pending_section(&mut out, page);
     recent_section(&mut out, page);
     out.push_str("</main></body></html>\n");
     out
+}
+
+/// The "waiting for me" / "all pending" tabs, the page's table (a row per
+/// approval, opening its card), and the pager.
+fn pending_section(out: &mut String, page: &Page<'_>) {
+    let mine = page.view.mine();
+    let view_param = if mine { "mine" } else { "all" };
+    let title = if mine {
+        "Waiting for me"
+    } else {
+        "All pending approvals"
+    };
+    let _ = write!(
+        out,
+        "<section id=\"pending\"><nav class=\"tabs\">\
+         <a href=\"/?view=mine\" id=\"tab-mine\"{}>Waiting for me</a>\
+         <a href=\"/?view=all\" id=\"tab-all\"{}>All pending</a></nav>",
+        if mine { " class=\"current\"" } else { "" },
+        if mine { "" } else { " class=\"current\"" },
+    );
+    let listing = match &page.pending {
+        Err(error) => {
+            let _ = writeln!(
+                out,
+                "<h2>{title}</h2><div class=\"notice error\" role=\"alert\">Cannot list pending approvals: {}</div></section>",
+                Esc(error)
+            );
+            return;
+        }
+        Ok(listing) => listing,
+    };
+    let _ = write!(
+        out,
+        "<h2>{title} <span class=\"count\">({}{})</span></h2>",
+        listing.approvals.len(),
+        if listing.next_page_token.is_some() {
+            " on this page"
+        } else {
+            ""
+        }
+    );
+    if !listing.incomplete.is_empty() {
+        let _ = write!(
+            out,
+            "<div class=\"notice warn\" id=\"incomplete\">{} run(s) awaiting approval are not fully shown<ul>",
+            listing.incomplete.len()
+        );
+        for (workflow_id, why) in &listing.incomplete {
+            let _ = write!(
+                out,
+                "<li><code>{}</code>: {}</li>",
+                Esc(workflow_id),
+                Esc(why)
+            );
+        }
+        out.push_str("</ul></div>");
+    }
+    if listing.approvals.is_empty() {
+        out.push_str(if mine {
+            "<p class=\"empty\">Nothing is waiting for you.</p>"
+        } else {
+            "<p class=\"empty\">Nothing is waiting for a decision.</p>"
+        });
+    } else {
+        out.push_str(
+            "<table class=\"inbox\"><thead><tr><th>Tool</th><th>Effect</th><th>Agent</th>\
+             <th>Requested by</th><th>Age</th><th>Expires in</th><th>Approvals</th></tr></thead><tbody>\n",
+        );
+        let mut approvals: Vec<&PendingApproval> = listing.approvals.iter().collect();
+        // Newest first (the pages are newest run first).
+        approvals.sort_by_key(|a| {
+            std::cmp::Reverse(
+                a.requested_at
+                    .as_ref()
+                    .map_or((0, 0), |t| (t.seconds, t.nanos)),
+            )
+        });
+        let now = unix_seconds(page.now);
+        for a in approvals {
+            let tool = a.tool.as_ref().map_or("?", |t| t.name.as_str());
+            let effect = effect_token(&a.effect_class);
+            let left = a.expires_at.as_ref().map(|t| t.seconds - now);
+            let open = format!(
+                "/?view={view_param}&approval={}#opened",
+                path_segment(&a.approval_id)
+            );
+            let _ = writeln!(
+                out,
+                "<tr class=\"effect-{effect}\" data-approval-id=\"{id}\">\
+                 <td><a class=\"open\" href=\"{open}\"><code class=\"tool-name\">{tool}</code></a>\
+                 <div class=\"excerpt\">{excerpt}</div>{caller}</td>\
+                 <td><span class=\"badge effect-{effect}\">{effect_text}</span></td>\
+                 <td>{agent}</td><td>{requester}</td><td>{age}</td>\
+                 <td class=\"expiry{soon}\">{left}</td><td>{given} of {required}</td></tr>",
+                id = Esc(&a.approval_id),
+                open = Esc(&open),
+                tool = Esc(tool),
+                excerpt = Esc(&a.arguments_excerpt),
+                caller = if a.parent_workflow_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "<div class=\"muted\">for <code>{}</code></div>",
+                        Esc(&a.parent_workflow_id)
+                    )
+                },
+                effect_text = Esc(&a.effect_class),
+                agent = Esc(&a.agent),
+                requester = Esc(&a.requester),
+                age = a
+                    .requested_at
+                    .as_ref()
+                    .map_or("-".into(), |t| ago_text(now - t.seconds)),
+                soon = if left.is_some_and(|l| l < 600) {
+                    " soon"
+                } else {
+                    ""
+                },
+                left = Esc(&expiry_text(left)),
+                given = a.approvals_given.len(),
+                required = a.required_approvals.max(1),
+            );
+        }
+        out.push_str("</tbody></table>\n");
+    }
+    if page.view.page_token.is_some() || listing.next_page_token.is_some() {
+        out.push_str("<nav class=\"pager\">");
+        if page.view.page_token.is_some() {
+            let _ = write!(
+                out,
+                "<a href=\"/?view={view_param}\" id=\"first-page\">First page</a>"
+            );
+        }
+        if let Some(token) = &listing.next_page_token {
+            let _ = write!(
+                out,
+                "<a href=\"/?view={view_param}&amp;pageToken={}\" id=\"next-page\" rel=\"next\">Next page</a>",
+                Esc(&path_segment(token))
+            );
+        }
+        out.push_str("</nav>");
+    }
+    out.push_str("</section>\n");
 }
 
 fn card(out: &mut String, page: &Page<'_>, a: &PendingApproval, draft: Option<&Draft>) {

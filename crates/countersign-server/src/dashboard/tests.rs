@@ -210,19 +210,60 @@ fn reviewer(id: &str, groups: &[&str]) -> Reviewer {
     }
 }
 
+/// The dashboard with `approvals` in its table (as summaries, the way the
+/// inbox lists them) and the first one's card open (whole, as its run
+/// answers).
 fn page_html(reviewer: &Reviewer, approvals: Vec<PendingApproval>) -> String {
     render::dashboard_page(&Page {
         reviewer,
         csrf: "c5rf",
         now: SystemTime::now(),
         notices: Vec::new(),
-        pending: Ok(PendingListing {
-            approvals,
-            unreachable: vec![("run-9".into(), "no answer <in time>".into())],
+        view: View::default(),
+        opened: approvals.first().cloned().map(Ok),
+        pending: Ok(PendingPage {
+            approvals: approvals
+                .iter()
+                .map(countersign_proto::inbox::summary)
+                .collect(),
+            incomplete: vec![("run-9".into(), "no answer <in time>".into())],
+            next_page_token: Some("tok/en+1".into()),
+            ..Default::default()
         }),
         recent: Recent::default(),
         draft: None,
     })
+}
+
+#[test]
+fn the_table_lists_summaries_and_each_row_opens_its_card() {
+    let a = approval(json!({"to": "<acme>", "amount": 5, "currency": "EUR"}));
+    let mut b = approval(json!({"to": "beta", "amount": 7, "currency": "EUR"}));
+    b.approval_id = "run-2~ffff0000".into();
+    b.parent_workflow_id = "caller-<1>".into();
+    let html = page_html(&reviewer("bob@example.com", &[]), vec![a, b]);
+    assert_eq!(
+        html.matches("<tr class=\"effect-money\"").count(),
+        2,
+        "{html}"
+    );
+    assert!(
+        html.contains("href=\"/?view=mine&amp;approval=run-2~ffff0000#opened\""),
+        "{html}"
+    );
+    // The excerpt is the canonical JSON, escaped.
+    assert!(html.contains("{&quot;amount&quot;:7,&quot;currency&quot;:&quot;EUR&quot;,&quot;to&quot;:&quot;beta&quot;}"), "{html}");
+    assert!(html.contains("&lt;acme&gt;"));
+    assert!(html.contains("for <code>caller-&lt;1&gt;</code>"));
+    assert!(html.contains("0 of 1"));
+    // "Waiting for me" is the default tab; the pager goes on with the token.
+    assert!(html.contains("id=\"tab-mine\" class=\"current\""));
+    assert!(
+        html.contains("href=\"/?view=mine&amp;pageToken=tok%2Fen%2B1\" id=\"next-page\""),
+        "{html}"
+    );
+    // Only the open card has the forms.
+    assert_eq!(html.matches("<article class=\"card").count(), 1);
 }
 
 #[test]

@@ -208,6 +208,7 @@ impl ApprovalGate {
             approvers: gate.approvers.clone(),
             separation_of_duties: gate.separation_of_duties,
             signed_decisions_required: gate.signed_decisions_required,
+            arguments_excerpt: String::new(),
         };
         ctx.state_mut(|s| {
             let book = &mut s.book;
