@@ -1085,8 +1085,24 @@ async fn approve_in_browser(
     assert_eq!(browser.current_url().await?.path(), "/");
     // The card is gone: the call is no longer pending.
     assert!(browser.find_all(Locator::Css(&card_css)).await?.is_empty());
-    // The decision is listed with who made it, how and why.
-    let recent = browser.find(Locator::Css("#recent")).await?.text().await?;
+    // The decision is listed with who made it, how and why, once the run
+    // completes (recent decisions are read from completed runs' results).
+    let recent = wait_for("the decision under Recent decisions", || async {
+        let text = browser
+            .find(Locator::Css("#recent"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        if text.contains("invoice 9 checked in the browser") {
+            Some(text)
+        } else {
+            browser.refresh().await.ok()?;
+            None
+        }
+    })
+    .await?;
     for expected in [
         "APPROVED",
         "bob@example.com",

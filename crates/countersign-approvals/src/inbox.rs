@@ -117,9 +117,11 @@ impl PendingFilter {
     }
 
     /// The visibility query: waiting runs and gates, narrowed by the filter.
+    /// Open ones only: a run terminated (or timed out) while waiting keeps
+    /// its last `AwaitingApproval`, but nobody can decide anything in it.
     fn query(&self) -> String {
         let mut query = format!(
-            "(WorkflowType = '{WORKFLOW_TYPE}' OR WorkflowType = '{GATE_WORKFLOW_TYPE}') AND {SA_STATUS} = '{}'",
+            "(WorkflowType = '{WORKFLOW_TYPE}' OR WorkflowType = '{GATE_WORKFLOW_TYPE}') AND ExecutionStatus = 'Running' AND {SA_STATUS} = '{}'",
             status_keyword(RunStatus::AwaitingApproval)
         );
         let conditions = [
@@ -327,7 +329,7 @@ mod tests {
     fn the_query_lists_waiting_runs_and_gates_narrowed_by_the_filter() {
         assert_eq!(
             PendingFilter::default().query(),
-            "(WorkflowType = 'AgentRun' OR WorkflowType = 'ApprovalGate') AND CountersignStatus = 'AwaitingApproval'"
+            "(WorkflowType = 'AgentRun' OR WorkflowType = 'ApprovalGate') AND ExecutionStatus = 'Running' AND CountersignStatus = 'AwaitingApproval'"
         );
         let filter = PendingFilter {
             agent: Some("payments".into()),

@@ -54,7 +54,7 @@ pub const CSRF_FIELD: &str = "csrf";
 const RECENT_RUNS: usize = 20;
 /// How many decisions "Recent decisions" shows.
 const RECENT_DECISIONS: usize = 30;
-/// How long the page waits for one recent run's state.
+/// How long the page waits for one recent run's result.
 const RUN_STATE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The message the CSRF token is an HMAC of.
 const CSRF_LABEL: &[u8] = b"countersign dashboard csrf v1";
@@ -469,11 +469,16 @@ async fn render_dashboard(
     html(status, body)
 }
 
-/// The decisions of the most recent runs, newest first. Closed runs are
-/// read from their result (no worker needed); others by the `run_state`
-/// query, each within [`RUN_STATE_TIMEOUT`], all at once.
+/// The decisions of the most recently completed runs, newest first, read
+/// from their results (a history read: no workflow query, no worker needed,
+/// however many runs wait), each within [`RUN_STATE_TIMEOUT`], all at once.
+/// A run still in flight shows its decisions once it completes; the flash
+/// message after a decision says what the run answered at once.
 async fn recent_decisions(approvals: &Approvals) -> Recent {
-    let runs = match approvals.list_runs(None, Some(RECENT_RUNS)).await {
+    let runs = match approvals
+        .list_runs(Some("Completed"), Some(RECENT_RUNS))
+        .await
+    {
         Ok(runs) => runs,
         Err(e) => {
             return Recent {
@@ -483,13 +488,7 @@ async fn recent_decisions(approvals: &Approvals) -> Recent {
         }
     };
     let answers = futures::future::join_all(runs.iter().map(|run| async move {
-        let read = async {
-            if run.status == "Completed" {
-                approvals.wait_for_run(&run.workflow_id).await
-            } else {
-                approvals.run_state(&run.workflow_id).await
-            }
-        };
+        let read = approvals.wait_for_run(&run.workflow_id);
         (run, tokio::time::timeout(RUN_STATE_TIMEOUT, read).await)
     }))
     .await;

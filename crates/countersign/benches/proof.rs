@@ -1244,10 +1244,115 @@ async fn waiting_phase(
             "db_mib": round2(db_bytes as f64 / 1048576.0),
             "load_average": load_average(),
         });
+        let mut entry = entry;
+        if kind == "countersign" {
+            entry["inbox"] = inbox_figures(&client, &worker, &flow.task_queue).await?;
+        }
         eprintln!("  {kind} waiting {level}: {entry}");
         levels.push(entry);
     }
     Ok(json!({ "flow": flow.name, "levels": levels }))
+}
+
+/// The inbox with every run of this level waiting (issue 14): the time of
+/// the whole list (every page, as `approvals list --json` reads it), of the
+/// first `GET /approvals?pageSize=100` page, and of the dashboard's first
+/// page (`/?view=all`, 50 runs, recent decisions included), through a real
+/// `countersign serve` router on a loopback listener; first with the worker
+/// running, then with it stopped (SIGSTOP: it answers nothing, so a list
+/// that asked runs would wait on every one). Each figure is the median of 3.
+async fn inbox_figures(client: &Client, worker: &Proc, task_queue: &str) -> Result<Value> {
+    use countersign_approvals::PendingFilter;
+    const TOKEN: &str = "bench-reviewer-token";
+    let approvals = Approvals::new(client.clone());
+    let config = countersign_server::ServerConfig::from_toml(
+        &format!(
+            "[[reviewers]]\nid = \"bench@example.com\"\ntoken_sha256 = \"{}\"\n",
+            countersign_server::config::token_sha256(TOKEN)
+        ),
+        Path::new("bench-server.toml"),
+    )?;
+    let app = countersign_server::app(countersign_server::AppState::new(
+        approvals.clone(),
+        config,
+        task_queue,
+    )?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let login = http
+        .post(format!("{base}/login"))
+        .form(&[("token", TOKEN)])
+        .send()
+        .await?;
+    let session = login
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("countersign_session="))
+        .and_then(|c| c.split(';').next())
+        .context("no session cookie from /login")?
+        .to_string();
+
+    let median = |mut samples: Vec<f64>| {
+        samples.sort_by(f64::total_cmp);
+        round2(samples[samples.len() / 2])
+    };
+    let measure = || async {
+        let (mut list, mut api, mut dashboard) = (Vec::new(), Vec::new(), Vec::new());
+        let mut listed = 0;
+        let mut queried = 0;
+        for _ in 0..3 {
+            let begin = Instant::now();
+            let all = approvals.list_pending(&PendingFilter::default()).await?;
+            list.push(begin.elapsed().as_secs_f64());
+            listed = all.approvals.len();
+            queried = all.queried_runs;
+
+            let begin = Instant::now();
+            let page = http
+                .get(format!("{base}/approvals?pageSize=100"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                page.status().is_success(),
+                "GET /approvals: {}",
+                page.status()
+            );
+            let page: Value = page.json().await?;
+            api.push(begin.elapsed().as_secs_f64() * 1000.0);
+            anyhow::ensure!(page["approvals"].as_array().is_some_and(|a| !a.is_empty()));
+
+            let begin = Instant::now();
+            let page = http
+                .get(format!("{base}/?view=all"))
+                .header(reqwest::header::COOKIE, &session)
+                .send()
+                .await?;
+            anyhow::ensure!(page.status().is_success(), "GET /: {}", page.status());
+            let _ = page.text().await?;
+            dashboard.push(begin.elapsed().as_secs_f64() * 1000.0);
+        }
+        anyhow::Ok(json!({
+            "list_all_seconds": median(list),
+            "approvals_listed": listed,
+            "runs_queried": queried,
+            "api_first_page_ms": median(api),
+            "dashboard_first_page_ms": median(dashboard),
+        }))
+    };
+    let running = measure().await?;
+    // SAFETY: plain kill(2) on the worker child this bench started.
+    unsafe { libc::kill(worker.pid() as i32, libc::SIGSTOP) };
+    let stopped = measure().await;
+    unsafe { libc::kill(worker.pid() as i32, libc::SIGCONT) };
+    server.abort();
+    Ok(json!({ "worker_running": running, "worker_stopped": stopped? }))
 }
 
 /// The Rust null flows, run by this binary in `--null-worker` mode.
