@@ -361,3 +361,157 @@ async fn a_gate_waits_for_its_quorum_and_refuses_unsigned_decisions_where_requir
     })
     .await
 }
+
+/// The TypeScript example built for this test: its sources copied next to
+/// the dependencies `countersign_ensure_node_example` installed under the
+/// cargo target folder (`COUNTERSIGN_GATE_TS`), compiled with their `tsc`.
+/// The build folder is removed when the answer is dropped.
+async fn build_typescript_example() -> Result<tempfile::TempDir> {
+    let deps = std::env::var("COUNTERSIGN_GATE_TS").context(
+        "COUNTERSIGN_GATE_TS is not set: run the tests with scripts/test.sh, which installs the \
+         TypeScript gate example's dependencies (countersign_ensure_node_example in scripts/lib.sh)",
+    )?;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gate/typescript");
+    let dir = tempfile::Builder::new()
+        .prefix("build-")
+        .tempdir_in(&deps)?;
+    let build = dir.path();
+    std::fs::create_dir_all(build.join("src"))?;
+    std::fs::copy(example.join("tsconfig.json"), build.join("tsconfig.json"))?;
+    for entry in std::fs::read_dir(example.join("src"))? {
+        let entry = entry?;
+        std::fs::copy(entry.path(), build.join("src").join(entry.file_name()))?;
+    }
+    let out = tokio::process::Command::new(Path::new(&deps).join("node_modules/.bin/tsc"))
+        .arg("-p")
+        .arg(build)
+        .output()
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "tsc failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(dir)
+}
+
+/// `node lib/starter.js` for one invoice; answers the child process.
+fn typescript_pay(
+    lib: &Path,
+    task_queue: &str,
+    gate_task_queue: &str,
+    workflow_id: &str,
+    invoice: &str,
+    amount: &str,
+    pay_url: &str,
+) -> Result<tokio::process::Child> {
+    Ok(tokio::process::Command::new("node")
+        .arg(lib.join("starter.js"))
+        .args(["--address", server_address(), "--task-queue", task_queue])
+        .args(["--gate-task-queue", gate_task_queue])
+        .args(["--workflow-id", workflow_id, "--invoice", invoice])
+        .args(["--amount", amount, "--to", "ACME", "--pay-url", pay_url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+/// The JSON line a starter printed.
+async fn json_line(child: tokio::process::Child, what: &str) -> Result<Value> {
+    let out = tokio::time::timeout(DEADLINE * 2, child.wait_with_output()).await??;
+    anyhow::ensure!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout)?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| anyhow::anyhow!("no result from {what} in: {stdout}"))?;
+    Ok(serde_json::from_str(line)?)
+}
+
+#[tokio::test]
+async fn a_typescript_workflow_pays_only_what_the_gate_allows() -> Result<()> {
+    let build = build_typescript_example().await?;
+    let lib = build.path().join("lib");
+    let env = TestEnv::new("gate-ts").await?;
+    let pay_queue = unique("pay-invoices-ts");
+    env.with_worker_serving(AgentRegistry::load(&example_agents())?, async {
+        let _worker = tokio::process::Command::new("node")
+            .arg(lib.join("worker.js"))
+            .args(["--address", server_address(), "--task-queue", &pay_queue])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the TypeScript worker (node lib/worker.js)")?;
+        let pay_url = format!("{}/payments", env.sink.url);
+        let pay = |id: &str, invoice: &str, amount: &str| {
+            typescript_pay(
+                &lib,
+                &pay_queue,
+                &env.task_queue,
+                id,
+                invoice,
+                amount,
+                &pay_url,
+            )
+        };
+        let approved = unique("ts-approve");
+        let denied = unique("ts-deny");
+        let small = unique("ts-small");
+        let approve_run = pay(&approved, "INV-1", "250")?;
+        let deny_run = pay(&denied, "INV-2", "300")?;
+        let small_run = pay(&small, "INV-3", "20")?;
+
+        let approval = env.pending(&format!("{approved}-gate"), 1).await?.remove(0);
+        assert_eq!(approval.parent_workflow_id, approved);
+        assert_eq!(
+            approval.user_request,
+            "PayInvoice: paying invoice INV-1 to ACME"
+        );
+        env.approvals
+            .approve(
+                &approval.approval_id,
+                "bob@example.com",
+                ApproveOptions::default(),
+            )
+            .await?;
+        let refusal = env.pending(&format!("{denied}-gate"), 1).await?.remove(0);
+        env.approvals
+            .deny(
+                &refusal.approval_id,
+                "bob@example.com",
+                "no budget this month",
+            )
+            .await?;
+
+        let result = json_line(approve_run, "the TypeScript starter").await?;
+        assert_eq!(result["state"], "GATE_STATE_APPROVED", "{result}");
+        assert_eq!(result["message"], "approved by bob@example.com");
+        assert_eq!(result["paid"], 200);
+        let result = json_line(deny_run, "the TypeScript starter").await?;
+        assert_eq!(result["state"], "GATE_STATE_DENIED", "{result}");
+        assert_eq!(
+            result["message"],
+            "denied by bob@example.com: no budget this month"
+        );
+        assert_eq!(result["paid"], Value::Null);
+        let result = json_line(small_run, "the TypeScript starter").await?;
+        assert_eq!(result["state"], "GATE_STATE_NOT_REQUIRED", "{result}");
+
+        let paid = payments_of(&env, "INV-1");
+        assert_eq!(paid.len(), 1, "{paid:?}");
+        assert_eq!(paid[0].idempotency_key, approval.approval_id);
+        assert!(payments_of(&env, "INV-2").is_empty());
+        let free = payments_of(&env, "INV-3");
+        assert_eq!(free.len(), 1, "{free:?}");
+        assert_eq!(free[0].idempotency_key, format!("{small}-gate"));
+        Ok(())
+    })
+    .await
+}

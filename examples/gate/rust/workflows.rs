@@ -86,7 +86,10 @@ impl PayInvoice {
             tool: "pay_invoice".into(),
             arguments: json_to_struct(&arguments).ok(),
             requester: input.requester.clone(),
-            context: format!("PayInvoice: paying invoice {} to {}", input.invoice, input.to),
+            context: format!(
+                "PayInvoice: paying invoice {} to {}",
+                input.invoice, input.to
+            ),
             // Filled with this workflow's id when left empty.
             caller_workflow_id: String::new(),
             ..Default::default()
