@@ -515,3 +515,129 @@ async fn a_typescript_workflow_pays_only_what_the_gate_allows() -> Result<()> {
     })
     .await
 }
+
+/// Runs `examples/gate/python/run_agent.py` (an OpenAI Agents SDK agent on
+/// Temporal, with the local fake model) for one prompt; answers the child.
+fn python_agent(
+    env: &TestEnv,
+    python: &str,
+    workflow_id: &str,
+    prompt: &str,
+    model_log: &Path,
+) -> Result<tokio::process::Child> {
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gate/python/run_agent.py");
+    Ok(tokio::process::Command::new(python)
+        .arg(script)
+        .args(["--address", server_address()])
+        .args(["--gate-task-queue", &env.task_queue])
+        .args(["--workflow-id", workflow_id, "--prompt", prompt])
+        .args(["--pay-url", &format!("{}/payments", env.sink.url)])
+        .arg("--fake-model")
+        .arg("--fake-model-log")
+        .arg(model_log)
+        // Nothing may reach OpenAI: no key, and the fake model's URL.
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+#[tokio::test]
+async fn an_openai_agents_sdk_tool_asks_the_gate_and_a_denial_reaches_the_model() -> Result<()> {
+    let python = std::env::var("COUNTERSIGN_PYTHON").context(
+        "COUNTERSIGN_PYTHON is not set: run the tests with scripts/test.sh, which installs the \
+         Temporal Python SDK with the OpenAI Agents SDK (countersign_ensure_python_sdk in \
+         scripts/lib.sh)",
+    )?;
+    let env = TestEnv::new("gate-agents-sdk").await?;
+    let model_log = env.dir.path().join("model.jsonl");
+    env.with_worker_serving(AgentRegistry::load(&example_agents())?, async {
+        let approved = unique("oa-approve");
+        let denied = unique("oa-deny");
+        let approve_run = python_agent(
+            &env,
+            &python,
+            &approved,
+            "Pay invoice INV-1 of 250 to ACME",
+            &model_log,
+        )?;
+        let deny_run = python_agent(
+            &env,
+            &python,
+            &denied,
+            "Pay invoice INV-2 of 300 to Initech",
+            &model_log,
+        )?;
+
+        let approval = env
+            .pending(&format!("{approved}-gate-INV-1"), 1)
+            .await?
+            .remove(0);
+        assert_eq!(approval.parent_workflow_id, approved);
+        assert_eq!(
+            approval
+                .arguments
+                .as_ref()
+                .map(countersign_proto::struct_to_json),
+            Some(json!({"invoice": "INV-1", "amount": 250, "to": "ACME"}))
+        );
+        env.approvals
+            .approve(
+                &approval.approval_id,
+                "bob@example.com",
+                ApproveOptions::default(),
+            )
+            .await?;
+        let refusal = env
+            .pending(&format!("{denied}-gate-INV-2"), 1)
+            .await?
+            .remove(0);
+        env.approvals
+            .deny(
+                &refusal.approval_id,
+                "bob@example.com",
+                "no budget this month",
+            )
+            .await?;
+
+        let result = json_line(approve_run, "the Agents SDK example").await?;
+        assert_eq!(result["paid"], json!(["INV-1"]), "{result}");
+        assert_eq!(
+            result["finalOutput"],
+            "Done. Paid invoice INV-1 (approved by bob@example.com)"
+        );
+        let result = json_line(deny_run, "the Agents SDK example").await?;
+        assert_eq!(result["paid"], json!([]), "{result}");
+        assert_eq!(
+            result["finalOutput"],
+            "Done. Not paid: denied by bob@example.com: no budget this month"
+        );
+
+        // The model was handed the gate's message as the tool's result.
+        let log = std::fs::read_to_string(&model_log)?;
+        let saw_denial = log.lines().any(|line| {
+            let entry: Value = serde_json::from_str(line).unwrap_or_default();
+            entry["request"]["messages"]
+                .as_array()
+                .is_some_and(|messages| {
+                    messages.iter().any(|m| {
+                        m["role"] == "tool"
+                            && m["content"]
+                                == "Not paid: denied by bob@example.com: no budget this month"
+                    })
+                })
+        });
+        assert!(saw_denial, "no model request carried the denial: {log}");
+
+        let paid = payments_of(&env, "INV-1");
+        assert_eq!(paid.len(), 1, "{paid:?}");
+        assert_eq!(paid[0].idempotency_key, approval.approval_id);
+        assert!(payments_of(&env, "INV-2").is_empty());
+        assert_eq!(env.sink.received("/payments").len(), 1);
+        Ok(())
+    })
+    .await
+}
