@@ -362,6 +362,23 @@ async fn a_gate_waits_for_its_quorum_and_refuses_unsigned_decisions_where_requir
     .await
 }
 
+/// The one pending approval of `workflow_id`, waiting up to two minutes: a
+/// caller in another language first starts its runtime and worker.
+async fn first_pending(
+    env: &TestEnv,
+    workflow_id: &str,
+) -> Result<countersign_proto::PendingApproval> {
+    wait_within(
+        &format!("the pending approval of {workflow_id}"),
+        std::time::Duration::from_secs(120),
+        || async {
+            let mut pending = env.approvals.pending_of_run(workflow_id).await.ok()?;
+            (pending.len() == 1).then(|| pending.remove(0))
+        },
+    )
+    .await
+}
+
 /// The TypeScript example built for this test: its sources copied next to
 /// the dependencies `countersign_ensure_node_example` installed under the
 /// cargo target folder (`COUNTERSIGN_GATE_TS`), compiled with their `tsc`.
@@ -420,7 +437,7 @@ fn typescript_pay(
 
 /// The JSON line a starter printed.
 async fn json_line(child: tokio::process::Child, what: &str) -> Result<Value> {
-    let out = tokio::time::timeout(DEADLINE * 2, child.wait_with_output()).await??;
+    let out = tokio::time::timeout(DEADLINE * 4, child.wait_with_output()).await??;
     anyhow::ensure!(
         out.status.success(),
         "{what} failed: {}",
@@ -442,10 +459,14 @@ async fn a_typescript_workflow_pays_only_what_the_gate_allows() -> Result<()> {
     let env = TestEnv::new("gate-ts").await?;
     let pay_queue = unique("pay-invoices-ts");
     env.with_worker_serving(AgentRegistry::load(&example_agents())?, async {
+        // The worker's log (webpack's bundle report included) goes to a
+        // file, shown if the first gate never opens.
+        let log = env.dir.path().join("ts-worker.log");
         let _worker = tokio::process::Command::new("node")
             .arg(lib.join("worker.js"))
             .args(["--address", server_address(), "--task-queue", &pay_queue])
-            .stdout(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(std::fs::File::options().append(true).open(&log)?)
             .kill_on_drop(true)
             .spawn()
             .context("starting the TypeScript worker (node lib/worker.js)")?;
@@ -468,7 +489,16 @@ async fn a_typescript_workflow_pays_only_what_the_gate_allows() -> Result<()> {
         let deny_run = pay(&denied, "INV-2", "300")?;
         let small_run = pay(&small, "INV-3", "20")?;
 
-        let approval = env.pending(&format!("{approved}-gate"), 1).await?.remove(0);
+        // The first gate waits for the TypeScript worker to bundle its
+        // workflows (webpack), which is slow on a loaded machine.
+        let approval = first_pending(&env, &format!("{approved}-gate"))
+            .await
+            .with_context(|| {
+                format!(
+                    "the TypeScript worker's log:\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })?;
         assert_eq!(approval.parent_workflow_id, approved);
         assert_eq!(
             approval.user_request,
@@ -572,10 +602,9 @@ async fn an_openai_agents_sdk_tool_asks_the_gate_and_a_denial_reaches_the_model(
             &model_log,
         )?;
 
-        let approval = env
-            .pending(&format!("{approved}-gate-INV-1"), 1)
-            .await?
-            .remove(0);
+        // The first gate waits for the Python process to import the Agents
+        // SDK and start its worker.
+        let approval = first_pending(&env, &format!("{approved}-gate-INV-1")).await?;
         assert_eq!(approval.parent_workflow_id, approved);
         assert_eq!(
             approval
