@@ -101,11 +101,41 @@ countersign_ensure_python_sdk() {
   root="$(countersign_root)"
   target="${CARGO_TARGET_DIR:-$root/target}"
   venv="$target/python-sdk"
-  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import temporalio' 2>/dev/null; then
+  # `agents`: the OpenAI Agents SDK (temporalio[openai-agents]), for the
+  # gate's OpenAI Agents example; a venv made before it is topped up.
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import temporalio, agents, temporalio.contrib.openai_agents' 2>/dev/null; then
     echo "countersign: setting up the Temporal Python SDK in $venv (tests/python/requirements.txt)" >&2
-    python3 -m venv "$venv" \
-      && "$venv/bin/pip" install --quiet -r "$root/tests/python/requirements.txt" \
+    # `python -m pip`, not bin/pip: a venv copied to another folder keeps
+    # scripts whose #! names the original one.
+    { [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"; } \
+      && "$venv/bin/python" -m pip install --quiet -r "$root/tests/python/requirements.txt" \
       || { echo "countersign: could not install the Temporal Python SDK; tests that use it will fail" >&2; return 0; }
   fi
   export COUNTERSIGN_PYTHON="$venv/bin/python"
+}
+
+# Installs the TypeScript gate example's dependencies
+# (examples/gate/typescript/package.json: the Temporal TypeScript SDK, whose
+# worker ships a prebuilt native core bridge, and TypeScript) into a folder
+# under the cargo target folder, never into the repository, and exports
+# COUNTERSIGN_GATE_TS, that folder. Needs node and npm; not fatal here: the
+# test that uses it fails with this function's name when it is missing.
+countersign_ensure_node_example() {
+  local root target dir
+  root="$(countersign_root)"
+  target="${CARGO_TARGET_DIR:-$root/target}"
+  dir="$target/gate-ts"
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "countersign: node/npm are not installed; the TypeScript gate example's test will fail" >&2
+    return 0
+  fi
+  if [[ ! -d "$dir/node_modules/@temporalio/worker" ]] \
+    || ! cmp -s "$root/examples/gate/typescript/package-lock.json" "$dir/package-lock.json"; then
+    echo "countersign: installing the TypeScript gate example's dependencies in $dir" >&2
+    mkdir -p "$dir" \
+      && cp "$root/examples/gate/typescript/package.json" "$root/examples/gate/typescript/package-lock.json" "$dir/" \
+      && (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2) \
+      || { echo "countersign: could not install the TypeScript gate example's dependencies; its test will fail" >&2; return 0; }
+  fi
+  export COUNTERSIGN_GATE_TS="$dir"
 }

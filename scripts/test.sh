@@ -12,5 +12,6 @@ countersign_require_cargo
 countersign_ensure_temporal
 countersign_ensure_chromium
 countersign_ensure_python_sdk
+countersign_ensure_node_example
 cd "$(countersign_root)"
 exec cargo test --workspace --all-targets "$@"

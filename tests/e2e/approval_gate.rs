@@ -308,7 +308,7 @@ async fn a_python_child_workflow_pays_only_what_the_gate_allows() -> Result<()> 
     )?;
     let env = TestEnv::new("gate-py").await?;
     let agents =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gate/python/agents");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/gate/agents");
     env.with_worker_serving(AgentRegistry::load(&agents)?, async {
         let approved = unique("py-approve");
         let denied = unique("py-deny");

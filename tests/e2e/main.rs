@@ -5,6 +5,7 @@ mod dashboard;
 mod decision_bounds;
 mod examples;
 mod gate_bypass;
+mod gate_callers;
 mod gated_runs;
 mod harness;
 mod http_api;

@@ -16,7 +16,7 @@ use countersign_worker::registry::load_trusted_keys;
 use std::path::Path;
 
 /// `countersign keys new --id ID --out DIR`, checked.
-async fn new_keys(id: &str, dir: &Path) -> Result<()> {
+pub(crate) async fn new_keys(id: &str, dir: &Path) -> Result<()> {
     let out = countersign(&["keys", "new", "--id", id, "--out", dir.to_str().unwrap()]).await?;
     anyhow::ensure!(
         out.status.success(),
