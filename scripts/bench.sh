@@ -11,6 +11,13 @@
 # (100,1000,10000), COUNTERSIGN_BENCH_CACHE, COUNTERSIGN_BENCH_PHASES
 # (latency,waiting), COUNTERSIGN_BENCH_SERVERS (tuned,default).
 # BENCH_NO_COPY=1 leaves bench/results/ alone (for trial runs).
+#
+# `scripts/bench.sh inbox` runs the inbox phase alone (issue 14): the
+# waiting phase for `AgentRun` at COUNTERSIGN_BENCH_WAITING (100,1000,10000)
+# waiting runs, with at each level the whole list, the first
+# `GET /approvals?pageSize=100` page and the dashboard's first page, with
+# the worker running and stopped, and the worker's RSS. Output:
+# bench/results/inbox.{json,png}.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -28,6 +35,18 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import temporalio, 
 fi
 
 echo "bench: load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs" >&2
+if [[ "${1:-}" == "inbox" ]]; then
+  export COUNTERSIGN_BENCH_PHASES=waiting
+  export COUNTERSIGN_BENCH_OUT="$target/bench/inbox.json"
+  cargo bench -p countersign --bench proof >/dev/null
+  "$venv/bin/python" bench/plot_inbox.py "$target/bench/inbox.json" "$target/bench/inbox.png"
+  if [[ -z "${BENCH_NO_COPY:-}" ]]; then
+    mkdir -p bench/results
+    cp "$target/bench/inbox.json" "$target/bench/inbox.png" bench/results/
+    echo "bench: results in bench/results/inbox.{json,png}" >&2
+  fi
+  exit 0
+fi
 export COUNTERSIGN_BENCH_PYTHON="$venv/bin/python"
 export COUNTERSIGN_BENCH_OUT="$target/bench/proof.json"
 cargo bench -p countersign --bench proof >/dev/null

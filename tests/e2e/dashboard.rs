@@ -995,6 +995,10 @@ async fn approve_in_browser(
 
     // "Waiting for me": a row of the table, read from visibility (which may
     // lag the run by a moment: reload until it is there).
+    wait()
+        .for_element(Locator::Css("#tab-mine.current"))
+        .await
+        .context("waiting for the dashboard after signing in")?;
     assert_eq!(browser.current_url().await?.path(), "/");
     let row_css = format!("tr[data-approval-id='{}']", approval.approval_id);
     let row = wait_for("the approval's row in the inbox", || async {
