@@ -27,8 +27,8 @@ pub use inbox::{
 
 use countersign_policy::run::AgentRunInput;
 use countersign_proto::contract::{
-    SA_AGENT, SA_PENDING_TOOLS, SA_REQUESTER, SA_STATUS, TASK_QUEUE, WORKFLOW_TYPE,
-    workflow_id_of_approval,
+    GATE_WORKFLOW_TYPE, SA_AGENT, SA_PENDING_TOOLS, SA_REQUESTER, SA_STATUS, TASK_QUEUE,
+    WORKFLOW_TYPE, workflow_id_of_approval,
 };
 use countersign_proto::{
     Decision, DecisionKind, DecisionOutcome, DecisionScope, GateOutcome, GateRequest,
@@ -241,6 +241,19 @@ impl Approvals {
     ) -> Result<Vec<RunSummary>, ApprovalsError> {
         self.list_of(&format!("WorkflowType = '{WORKFLOW_TYPE}'"), status, limit)
             .await
+    }
+
+    /// The open runs and gates waiting for a decision, newest first, at most
+    /// `limit` of them, from their search attributes alone (agent, pending
+    /// tools): what `countersign serve`'s pending-approvals gauge counts.
+    pub async fn list_waiting(
+        &self,
+        limit: Option<usize>,
+    ) -> Result<Vec<RunSummary>, ApprovalsError> {
+        let types = format!(
+            "(WorkflowType = '{WORKFLOW_TYPE}' OR WorkflowType = '{GATE_WORKFLOW_TYPE}') AND ExecutionStatus = 'Running'"
+        );
+        self.list_of(&types, Some("AwaitingApproval"), limit).await
     }
 
     /// Lists the workflows `types` (a visibility condition on

@@ -9,8 +9,8 @@
 //! - `countersign_decision_latency_seconds{channel}`: a histogram of the time
 //!   from an approval's `requested_at` to the decision the run accepted.
 //! - `countersign_pending_approvals{agent,tool}`: a gauge computed at scrape
-//!   time from Temporal visibility (runs whose `CountersignStatus` is
-//!   `AwaitingApproval`, with their `CountersignAgent` and
+//!   time from Temporal visibility (open runs and gates whose
+//!   `CountersignStatus` is `AwaitingApproval`, with their `CountersignAgent` and
 //!   `CountersignPendingTools`), bounded by [`PENDING_SCRAPE_TIMEOUT`] and
 //!   [`PENDING_SCRAPE_MAX_RUNS`]; `countersign_pending_approvals_up` says
 //!   whether it could be computed. When Temporal does not answer, the gauge
@@ -304,7 +304,7 @@ pub async fn pending_by_agent_and_tool(
 ) -> Result<BTreeMap<(String, String), u64>, String> {
     let runs = tokio::time::timeout(
         PENDING_SCRAPE_TIMEOUT,
-        approvals.list_runs(Some("AwaitingApproval"), Some(PENDING_SCRAPE_MAX_RUNS)),
+        approvals.list_waiting(Some(PENDING_SCRAPE_MAX_RUNS)),
     )
     .await
     .map_err(|_| format!("Temporal visibility did not answer within {PENDING_SCRAPE_TIMEOUT:?}"))?
