@@ -70,6 +70,35 @@ async fn start_gate(env: &TestEnv, request: GateRequest) -> Result<String> {
     Ok(id)
 }
 
+/// What every caller example's test does as the reviewer: approves the
+/// gate `approval` (as bob), then denies the gate of the caller workflow
+/// `denied_caller` with "no budget this month".
+pub(crate) async fn approve_and_deny(
+    env: &TestEnv,
+    approval: &countersign_proto::PendingApproval,
+    denied_caller: &str,
+) -> Result<()> {
+    env.approvals
+        .approve(
+            &approval.approval_id,
+            "bob@example.com",
+            ApproveOptions::default(),
+        )
+        .await?;
+    let refusal = env
+        .pending(&format!("{denied_caller}-gate"), 1)
+        .await?
+        .remove(0);
+    env.approvals
+        .deny(
+            &refusal.approval_id,
+            "bob@example.com",
+            "no budget this month",
+        )
+        .await?;
+    Ok(())
+}
+
 async fn outcome(env: &TestEnv, id: &str) -> Result<GateOutcome> {
     Ok(tokio::time::timeout(DEADLINE, env.approvals.wait_for_gate(id)).await??)
 }
@@ -319,21 +348,7 @@ async fn a_python_child_workflow_pays_only_what_the_gate_allows() -> Result<()> 
 
         let approval = env.pending(&format!("{approved}-gate"), 1).await?.remove(0);
         assert_eq!(approval.parent_workflow_id, approved);
-        env.approvals
-            .approve(
-                &approval.approval_id,
-                "bob@example.com",
-                ApproveOptions::default(),
-            )
-            .await?;
-        let refusal = env.pending(&format!("{denied}-gate"), 1).await?.remove(0);
-        env.approvals
-            .deny(
-                &refusal.approval_id,
-                "bob@example.com",
-                "no budget this month",
-            )
-            .await?;
+        approve_and_deny(&env, &approval, &denied).await?;
 
         let result = python_result(approve_run).await?;
         assert_eq!(result["state"], "GATE_STATE_APPROVED", "{result}");

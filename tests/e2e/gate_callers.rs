@@ -109,21 +109,7 @@ async fn a_rust_workflow_pays_only_what_the_gate_allows_with_the_returned_argume
                 approval.user_request,
                 "PayInvoice: paying invoice INV-1 to ACME"
             );
-            env.approvals
-                .approve(
-                    &approval.approval_id,
-                    "bob@example.com",
-                    ApproveOptions::default(),
-                )
-                .await?;
-            let refusal = env.pending(&format!("{denied}-gate"), 1).await?.remove(0);
-            env.approvals
-                .deny(
-                    &refusal.approval_id,
-                    "bob@example.com",
-                    "no budget this month",
-                )
-                .await?;
+            crate::approval_gate::approve_and_deny(&env, &approval, &denied).await?;
             let edit = env.pending(&format!("{edited}-gate"), 1).await?.remove(0);
             env.approvals
                 .approve(
@@ -504,21 +490,7 @@ async fn a_typescript_workflow_pays_only_what_the_gate_allows() -> Result<()> {
             approval.user_request,
             "PayInvoice: paying invoice INV-1 to ACME"
         );
-        env.approvals
-            .approve(
-                &approval.approval_id,
-                "bob@example.com",
-                ApproveOptions::default(),
-            )
-            .await?;
-        let refusal = env.pending(&format!("{denied}-gate"), 1).await?.remove(0);
-        env.approvals
-            .deny(
-                &refusal.approval_id,
-                "bob@example.com",
-                "no budget this month",
-            )
-            .await?;
+        crate::approval_gate::approve_and_deny(&env, &approval, &denied).await?;
 
         let result = json_line(approve_run, "the TypeScript starter").await?;
         assert_eq!(result["state"], "GATE_STATE_APPROVED", "{result}");
