@@ -22,6 +22,7 @@ Writes one JSON document (`--out`). Run by `scripts/worker-memory.sh`.
 
 import argparse
 import asyncio
+import ctypes
 import json
 import os
 import socket
@@ -89,6 +90,11 @@ def proc_stats(pid):
     }
 
 
+def die_with_parent():
+    """Run in the child before exec: SIGKILL it when this driver dies."""
+    ctypes.CDLL("libc.so.6").prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -112,7 +118,9 @@ class Stack:
             cmd += ["--search-attribute", sa]
         for value in DYNAMIC_CONFIG:
             cmd += ["--dynamic-config-value", value]
-        self.server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.server = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
@@ -129,7 +137,7 @@ class Stack:
         self.worker = subprocess.Popen(
             [self.binary, "worker", "--agents", self.agents,
              "--max-cached-workflows", str(self.args.cache)],
-            env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + 120
         while "polling" not in log.read_text():
