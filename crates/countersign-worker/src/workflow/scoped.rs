@@ -11,15 +11,15 @@
 //! `workflow_context.rs:1087`; registered by
 //! `CancellableWorkflowOutboundFuture::with_cancellation_token`,
 //! `workflow_interceptors.rs:961`). It is removed only when the operation's
-//! future completes (`workflow_interceptors.rs:997`):
+//! future completes (`workflow_interceptors.rs:1003`):
 //! `WorkflowCancellationRegistration` has no `Drop` (`cancellation.rs:134`).
 //! An operation dropped before it completes (the expiry timer a decision
 //! cancelled; anything in flight when the run is evicted, which is every
 //! waiting run's timer) leaves a cycle context → token → callback →
 //! context, so the whole context (the run's start event with its input,
 //! memo, search attributes, last activation, command buffers) is never
-//! freed: about 4 KiB a waiting run once evicted and about 1.5 KiB a
-//! completed gated run, without bound.
+//! freed: about 11 KiB of worker RSS for every run started, waiting or
+//! completed, without bound (BENCHMARKS.md, "Worker memory").
 //!
 //! The helpers here give each operation a token of its own, a child of the
 //! run's token, owned by the returned future (or, for child workflows, by
