@@ -12,6 +12,8 @@ mod children;
 
 mod gate;
 
+mod scoped;
+
 pub use gate::ApprovalGate;
 
 use crate::activities::CountersignActivities;
@@ -283,13 +285,13 @@ impl AgentRun {
                 transcript: s.state.transcript.clone(),
                 tools: s.catalog.iter().map(tool_spec).collect(),
             });
-            let turn = ctx
-                .execute_activity(
-                    CountersignActivities::model_turn,
-                    request,
-                    model_activity_options(),
-                )
-                .await;
+            let turn = scoped::activity(
+                ctx,
+                CountersignActivities::model_turn,
+                request,
+                model_activity_options(),
+            )
+            .await;
             ctx.state_mut(|s| s.turns_taken += 1);
             let ModelTurn {
                 content,
@@ -627,7 +629,7 @@ async fn await_decision<W: ApprovalHost>(
     let waiting = async {
         let mut elapsed = Duration::ZERO;
         for (at, stage) in stages {
-            let mut timer = Box::pin(ctx.timer(at.saturating_sub(elapsed)));
+            let mut timer = scoped::timer(ctx, at.saturating_sub(elapsed));
             let mut decided =
                 Box::pin(ctx.wait_condition(|s: &W| !s.book().is_pending(approval_id)));
             let timed_out = select! {
@@ -704,7 +706,8 @@ async fn execute_tool(
         arguments: arguments.clone(),
         idempotency_key: idempotency_key.to_string(),
     };
-    ctx.execute_activity(
+    scoped::activity(
+        ctx,
         CountersignActivities::execute_tool,
         invocation,
         tool_activity_options(),
@@ -737,7 +740,8 @@ async fn send_notification<W: ApprovalHost>(
         config: config.clone(),
         event,
     };
-    ctx.execute_activity(
+    scoped::activity(
+        ctx,
         CountersignActivities::notify,
         request,
         notify_activity_options(),
@@ -839,13 +843,13 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
             name: input.agent.name().to_string(),
             inline: matches!(input.agent, AgentSpec::Inline(_)),
         };
-        let resolved = ctx
-            .execute_activity(
-                CountersignActivities::resolve_agent,
-                lookup,
-                resolve_activity_options(),
-            )
-            .await;
+        let resolved = scoped::activity(
+            ctx,
+            CountersignActivities::resolve_agent,
+            lookup,
+            resolve_activity_options(),
+        )
+        .await;
         match (resolved, input.agent) {
             (
                 Ok(ResolvedAgent {
@@ -954,13 +958,13 @@ async fn discover_tools(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowR
     if !catalog::needs_discovery(&agent) {
         return Ok(());
     }
-    let discovered = ctx
-        .execute_activity(
-            CountersignActivities::discover_tools,
-            agent,
-            discovery_activity_options(),
-        )
-        .await;
+    let discovered = scoped::activity(
+        ctx,
+        CountersignActivities::discover_tools,
+        agent,
+        discovery_activity_options(),
+    )
+    .await;
     let Discovery { tools, problems } = match discovered {
         Ok(discovery) => discovery,
         Err(_) if is_cancelled(ctx) => return Err(finish_cancelled(ctx)),

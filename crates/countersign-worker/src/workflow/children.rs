@@ -5,7 +5,7 @@
 //! records it exactly once; the gate (if any) was passed before this runs.
 //! Children inherit the run's cancellation.
 
-use super::AgentRun;
+use super::{AgentRun, scoped};
 use crate::model::RequestedCall;
 use crate::tools::ToolOutput;
 use countersign_policy::catalog::CatalogTool;
@@ -85,7 +85,11 @@ pub(super) async fn run_sub_agent(
         parent_workflow_id: ctx.workflow_id().to_string(),
         carried: None,
     });
+    // The child's own cancellation token, held until its result is in (see
+    // `scoped`): cancelled with the run, freed with this call.
+    let token = scoped::token(ctx);
     let mut options = ChildWorkflowOptions::workflow_id(child_workflow_id(ctx, tool, call));
+    options.cancellation_token = Some(token.clone());
     options.static_summary = Some(format!(
         "sub-agent `{}` of {}",
         agent.name,
@@ -123,7 +127,9 @@ pub(super) async fn run_workflow(
     call: &RequestedCall,
     arguments: &Value,
 ) -> ToolOutput {
+    let token = scoped::token(ctx);
     let mut options = ChildWorkflowOptions::workflow_id(child_workflow_id(ctx, tool, call));
+    options.cancellation_token = Some(token.clone());
     options.task_queue = workflow.task_queue.clone();
     options.execution_timeout = workflow.timeout;
     options.static_summary = Some(format!("tool `{}` of {}", tool.name, ctx.workflow_id()));

@@ -11,7 +11,7 @@
 
 use super::{
     AgentRun, ApprovalHost, Resolution, await_decision, decisions, format_duration, publish,
-    resolve_activity_options, root_cause, timestamp,
+    resolve_activity_options, root_cause, scoped, timestamp,
 };
 use crate::activities::CountersignActivities;
 use crate::catalog;
@@ -124,16 +124,16 @@ impl ApprovalGate {
             return fail(problem);
         }
         let input = ctx.state(|s| s.request.clone().expect("a refused input has returned"));
-        let resolved = ctx
-            .execute_activity(
-                CountersignActivities::resolve_agent,
-                AgentLookup {
-                    name: input.agent.clone(),
-                    inline: false,
-                },
-                resolve_activity_options(),
-            )
-            .await;
+        let resolved = scoped::activity(
+            ctx,
+            CountersignActivities::resolve_agent,
+            AgentLookup {
+                name: input.agent.clone(),
+                inline: false,
+            },
+            resolve_activity_options(),
+        )
+        .await;
         let (file, trusted_keys) = match resolved {
             Ok(ResolvedAgent {
                 definition: Some(file),
