@@ -303,6 +303,7 @@ pub async fn countersign(args: &[&str]) -> Result<std::process::Output> {
             .env("TEMPORAL_NAMESPACE", "default")
             .env_remove("TEMPORAL_PROFILE")
             .env_remove("COUNTERSIGN_SIGN_KEY")
+            .env_remove("COUNTERSIGN_PAYLOAD_STORE")
             .stdin(std::process::Stdio::null())
             .output()
             .await?,
@@ -508,6 +509,7 @@ impl WorkerProcess {
             .env("TEMPORAL_NAMESPACE", "default")
             .env_remove("TEMPORAL_PROFILE")
             .env_remove("TEMPORAL_CONFIG_FILE")
+            .env_remove("COUNTERSIGN_PAYLOAD_STORE")
             .envs(vars.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

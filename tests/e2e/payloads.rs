@@ -354,6 +354,11 @@ async fn with_a_payload_store_a_long_run_completes_with_a_small_history() -> Res
         assert_eq!(shown["finalAnswer"], "Read it all.");
         let blind = countersign(&["run", "show", &id, "--json"]).await?;
         assert!(!blind.status.success(), "read a stored state without the store");
+        assert!(
+            String::from_utf8_lossy(&blind.stderr).contains("--payload-store"),
+            "{}",
+            String::from_utf8_lossy(&blind.stderr)
+        );
         eprintln!(
             "run show without the store: {}",
             String::from_utf8_lossy(&blind.stderr).trim()

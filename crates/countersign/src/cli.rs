@@ -550,7 +550,10 @@ async fn run_command(
             }
         }
         RunCommand::Show { id, json } => {
-            let state = approvals.run_state(&id).await?;
+            let state = approvals
+                .run_state(&id)
+                .await
+                .map_err(|e| crate::payloads::hint(e.into(), store.is_some()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&state)?);
             } else {

@@ -28,3 +28,15 @@ pub async fn connect_approvals(store: Option<&PayloadStore>) -> Result<Approvals
     install(&mut client, store);
     Ok(Approvals::new(client))
 }
+
+/// `error`, with a hint to name the payload store when a client without one
+/// met a payload it cannot read (a reference: the SDK says "Wrong encoding").
+pub fn hint(error: anyhow::Error, has_store: bool) -> anyhow::Error {
+    if !has_store && format!("{error:#}").contains("Wrong encoding") {
+        error.context(
+            "the run's data is in a payload store: give the workers' --payload-store URL (or COUNTERSIGN_PAYLOAD_STORE)",
+        )
+    } else {
+        error
+    }
+}

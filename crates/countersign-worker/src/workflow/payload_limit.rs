@@ -32,10 +32,12 @@ pub const MAX_CALL_ARGUMENTS_BYTES: usize = 256 * 1024;
 /// by an older worker ends as Failed once this version replays it.
 pub(super) const PATCH_PAYLOAD_LIMIT: &str = "payload-limit";
 
-/// The largest payload a run sends when its worker has a payload store:
-/// the store's limit (a payload over the store's threshold travels as a
-/// reference of a few hundred bytes).
-pub const MAX_STORED_PAYLOAD_BYTES: usize = countersign_payloads::MAX_STORED_PAYLOAD_BYTES;
+/// The largest payload a run sends when its worker has a payload store: the
+/// store's limit less 1 MiB for the payload's metadata (a payload over the
+/// store's threshold travels as a reference of a few hundred bytes; one the
+/// store refused would fail the workflow task).
+pub const MAX_STORED_PAYLOAD_BYTES: usize =
+    countersign_payloads::MAX_STORED_PAYLOAD_BYTES - 1024 * 1024;
 
 /// The run's limit for one payload: Temporal's (with a margin) without a
 /// payload store, the store's with one.
