@@ -412,3 +412,60 @@ async fn with_a_payload_store_a_long_run_completes_with_a_small_history() -> Res
     })
     .await
 }
+
+#[tokio::test]
+async fn a_call_with_oversized_arguments_is_refused_before_any_approval() -> Result<()> {
+    use countersign_worker::workflow::payload_limit::MAX_CALL_ARGUMENTS_BYTES;
+    let env = TestEnv::new("payload-arguments").await?;
+    let text = "x".repeat(MAX_CALL_ARGUMENTS_BYTES + 1024);
+    let agent = format!(
+        r#"
+name = "t-big-arguments"
+
+[model]
+provider = "scripted"
+
+[[model.steps]]
+say = "Announcing a lot."
+calls = [{{ tool = "announce", arguments = {{ text = "{text}" }} }}]
+
+[[model.steps]]
+say = "Done: {{last_error}}"
+
+[[tools]]
+name = "announce"
+builtin = {{ kind = "http_post", url = "{{sink}}/announce" }}
+"#
+    );
+    env.with_worker(async {
+        let id = env.start(env.agent(&agent)?, "announce it").await?;
+        let state = env.result(&id).await?;
+        // Refused before the policy: no approval opened, nothing sent.
+        assert!(state.approvals.is_empty(), "{:?}", state.approvals);
+        assert!(env.sink.received("/announce").is_empty());
+        let result = state
+            .transcript
+            .iter()
+            .find(|e| e.role == "tool")
+            .context("a tool result")?;
+        assert!(result.is_error);
+        assert!(
+            result.content.contains("arguments are")
+                && result
+                    .content
+                    .contains(&MAX_CALL_ARGUMENTS_BYTES.to_string()),
+            "{}",
+            result.content
+        );
+        assert!(state.final_answer.starts_with("Done: the call's arguments"));
+        // Its history (with the patch marker) replays.
+        let json = env
+            .client
+            .get_workflow_handle::<countersign_approvals::AgentRunWorkflow>(&id)
+            .fetch_history(WorkflowFetchHistoryOptions::default())
+            .to_json()
+            .await?;
+        replay(&json).await
+    })
+    .await
+}

@@ -1061,7 +1061,8 @@ fn continue_as_new(ctx: &WorkflowContext<AgentRun>) -> WorkflowResult<RunState> 
 }
 
 /// Why the run cannot send `value` as a payload (`what` names it), when it
-/// is over [`payload_limit::MAX_PAYLOAD_BYTES`]; the caller ends the run as
+/// is over the run's limit ([`payload_limit::limit`]: Temporal's, or the
+/// payload store's when the worker has one); the caller ends the run as
 /// Failed with it. Only an oversized payload records the patch marker, so
 /// every other run keeps the commands it always had.
 fn oversized<W: ApprovalHost, T: serde::Serialize>(
