@@ -82,6 +82,8 @@ pub struct TestEnv {
     pub task_queue: String,
     pub sink: Sink,
     pub dir: tempfile::TempDir,
+    /// The payload store the clients and the worker use, if any.
+    pub payload_store: Option<countersign_payloads::PayloadStore>,
 }
 
 impl TestEnv {
@@ -95,7 +97,17 @@ impl TestEnv {
             task_queue: unique(name),
             sink: Sink::start().await?,
             dir: tempfile::tempdir()?,
+            payload_store: None,
         })
+    }
+
+    /// The same environment with `store` as the payload store of its client,
+    /// its approvals client and its workers.
+    pub fn with_payload_store(mut self, store: countersign_payloads::PayloadStore) -> Self {
+        countersign_payloads::install(&mut self.client, store.clone());
+        self.approvals = Approvals::new(self.client.clone());
+        self.payload_store = Some(store);
+        self
     }
 
     /// Runs `body` while an in-process worker polls this test's task queue;
@@ -113,6 +125,7 @@ impl TestEnv {
         body: F,
     ) -> Result<()> {
         let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())?;
+        let agents = agents.with_payload_store(self.payload_store.is_some());
         let mut worker = countersign_worker::build_worker(
             &runtime,
             self.client.clone(),
@@ -222,10 +235,23 @@ impl TestEnv {
 
 /// Replays a history against the current workflow code.
 pub async fn replay(history_json: &[u8]) -> Result<()> {
+    replay_with(history_json, None).await
+}
+
+/// Replays a history against the current workflow code, reading its
+/// references from `store` (when it has a payload store's references).
+pub async fn replay_with(
+    history_json: &[u8],
+    store: Option<&countersign_payloads::PayloadStore>,
+) -> Result<()> {
     use temporalio_client::WorkflowHistory;
     use temporalio_sdk::workflow_replayer::{WorkflowReplayer, WorkflowReplayerOptions};
+    let data_converter = store
+        .map(|s| countersign_payloads::data_converter(s.clone()))
+        .unwrap_or_default();
     let replayer = WorkflowReplayer::new(
         WorkflowReplayerOptions::new()
+            .data_converter(data_converter)
             .register_workflow::<countersign_worker::AgentRun>()?
             .register_workflow::<countersign_worker::ApprovalGate>()?
             .build(),
@@ -277,6 +303,7 @@ pub async fn countersign(args: &[&str]) -> Result<std::process::Output> {
             .env("TEMPORAL_NAMESPACE", "default")
             .env_remove("TEMPORAL_PROFILE")
             .env_remove("COUNTERSIGN_SIGN_KEY")
+            .env_remove("COUNTERSIGN_PAYLOAD_STORE")
             .stdin(std::process::Stdio::null())
             .output()
             .await?,
@@ -482,6 +509,7 @@ impl WorkerProcess {
             .env("TEMPORAL_NAMESPACE", "default")
             .env_remove("TEMPORAL_PROFILE")
             .env_remove("TEMPORAL_CONFIG_FILE")
+            .env_remove("COUNTERSIGN_PAYLOAD_STORE")
             .envs(vars.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

@@ -13,6 +13,7 @@ mod inbox;
 mod mcp_adapter;
 mod observability;
 mod operators;
+mod payloads;
 mod policy_rules;
 mod reliability;
 mod signed_decisions;

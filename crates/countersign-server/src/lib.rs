@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod codec;
 pub mod config;
 pub mod dashboard;
 pub mod decisions;
@@ -39,6 +40,9 @@ pub struct AppState {
     /// Signs every decision [`decisions::decide`] sends (`[signing]`); `None`:
     /// unsigned.
     pub signer: Option<Arc<DecisionSigner>>,
+    /// The payload store `POST /codec/decode` reads references from;
+    /// `None`: payloads come back as they are.
+    pub payload_store: Option<countersign_payloads::PayloadStore>,
 }
 
 /// A key decisions are signed with, and the id workers trust it under.
@@ -98,7 +102,16 @@ impl AppState {
             task_queue: task_queue.into(),
             sessions,
             signer: None,
+            payload_store: None,
         })
+    }
+
+    /// The same state, resolving payload references from `store` in
+    /// `POST /codec/decode` (the client in `approvals` should use the same
+    /// store: `countersign_payloads::install`).
+    pub fn with_payload_store(mut self, store: countersign_payloads::PayloadStore) -> Self {
+        self.payload_store = Some(store);
+        self
     }
 
     /// The same state, signing every decision with `signer`.
@@ -116,6 +129,7 @@ pub fn app(state: AppState) -> Router {
             .merge(api::routes())
             .merge(dashboard::routes())
             .merge(slack::routes())
+            .merge(codec::routes())
             .route("/healthz", get(|| async { "ok" }))
             // Unknown paths and methods get problems too, not axum's empty
             // 404/405: clients parse one error shape.

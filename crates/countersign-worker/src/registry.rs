@@ -39,6 +39,13 @@ pub struct ResolvedAgent {
     /// resolved before signed decisions: they trust no key.
     #[serde(default, skip_serializing_if = "TrustedKeys::is_empty")]
     pub trusted_keys: TrustedKeys,
+    /// Whether the worker moves large payloads to a payload store
+    /// (`--payload-store`), recorded in the run's history so the run's
+    /// payload limit is the same on replay: with a store, a payload over
+    /// the threshold travels as a small reference. Absent (false) in runs
+    /// resolved before the store and on workers without one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub payload_store: bool,
 }
 
 /// Why a folder of trusted public keys cannot be loaded.
@@ -167,6 +174,7 @@ pub struct AgentRegistry {
     agents: BTreeMap<String, (Agent, PathBuf)>,
     allow_inline: bool,
     trusted_keys: TrustedKeys,
+    payload_store: bool,
 }
 
 impl AgentRegistry {
@@ -247,6 +255,20 @@ impl AgentRegistry {
         self
     }
 
+    /// The same registry, telling every run it resolves whether the
+    /// worker's client has a payload store (see
+    /// [`ResolvedAgent::payload_store`]). Set it exactly when the client's
+    /// data converter has the store's codec (`countersign_payloads::install`).
+    pub fn with_payload_store(mut self, store: bool) -> Self {
+        self.payload_store = store;
+        self
+    }
+
+    /// Whether runs are told that large payloads go to a payload store.
+    pub fn has_payload_store(&self) -> bool {
+        self.payload_store
+    }
+
     /// The public keys trusted to sign decisions.
     pub fn trusted_keys(&self) -> &TrustedKeys {
         &self.trusted_keys
@@ -290,12 +312,14 @@ impl AgentRegistry {
             return Ok(ResolvedAgent {
                 definition: None,
                 trusted_keys: self.trusted_keys.clone(),
+                payload_store: self.payload_store,
             });
         }
         match self.get(&lookup.name) {
             Some(agent) => Ok(ResolvedAgent {
                 definition: Some(Box::new(agent.file().clone())),
                 trusted_keys: self.trusted_keys.clone(),
+                payload_store: self.payload_store,
             }),
             None => Err(ResolveError::Unknown {
                 name,

@@ -12,6 +12,7 @@ mod children;
 
 mod gate;
 
+pub mod payload_limit;
 mod scoped;
 
 pub use gate::ApprovalGate;
@@ -78,6 +79,10 @@ pub struct AgentRun {
     /// `resolve_agent` activity recorded them (none before resolution, and
     /// none in runs recorded before the registry).
     trusted_keys: TrustedKeys,
+    /// Whether the worker that resolved the agent moves large payloads to
+    /// a payload store (recorded by the `resolve_agent` activity): then the
+    /// run's payload limit is the store's, not Temporal's.
+    payload_store: bool,
     state: RunState,
     /// Every tool the model may call; a name not in here never runs.
     catalog: Vec<CatalogTool>,
@@ -207,6 +212,7 @@ impl AgentRun {
                 agent: None,
                 from_registry: false,
                 trusted_keys: TrustedKeys::new(),
+                payload_store: false,
                 state,
                 catalog,
                 turns_taken,
@@ -242,6 +248,7 @@ impl AgentRun {
             agent: None,
             from_registry: false,
             trusted_keys: TrustedKeys::new(),
+            payload_store: false,
             state,
             catalog: vec![],
             turns_taken: 0,
@@ -285,6 +292,13 @@ impl AgentRun {
                 transcript: s.state.transcript.clone(),
                 tools: s.catalog.iter().map(tool_spec).collect(),
             });
+            if let Some(problem) = oversized(
+                ctx,
+                "the model_turn activity's input (the transcript so far)",
+                &request,
+            ) {
+                return finish_failed(ctx, problem);
+            }
             let turn = scoped::activity(
                 ctx,
                 CountersignActivities::model_turn,
@@ -313,8 +327,12 @@ impl AgentRun {
                     s.state.final_answer = content;
                     s.state.status = RunStatus::Completed as i32;
                 });
+                let result = ctx.state(|s| s.state.clone());
+                if let Some(problem) = oversized(ctx, "the run's result (its RunState)", &result) {
+                    return finish_failed(ctx, problem);
+                }
                 publish(ctx);
-                return Ok(ctx.state(|s| s.state.clone()));
+                return Ok(result);
             }
 
             let plans = plan_calls(ctx, &content, tool_calls);
@@ -467,6 +485,13 @@ fn plan_calls(
     calls
         .into_iter()
         .map(|call| {
+            let size = payload_limit::serialized_size(&call.arguments);
+            // Only a call over the limit records the patch marker.
+            if size > payload_limit::MAX_CALL_ARGUMENTS_BYTES
+                && ctx.patched(payload_limit::PATCH_PAYLOAD_LIMIT)
+            {
+                return CallPlan::Refused(call, payload_limit::arguments_too_large(size));
+            }
             let mode: RunMode = ctx.state(|s| s.mode());
             let Some(tool) = ctx.state(|s| s.tool(&call.name).cloned()) else {
                 // Runs recorded before this check gated an invented tool
@@ -838,7 +863,7 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
     }
     let input = ctx.state(|s| s.input().clone());
     let patched = ctx.patched(PATCH_AGENT_REGISTRY);
-    let (file, from_registry, trusted_keys) = if patched {
+    let (file, from_registry, trusted_keys, payload_store) = if patched {
         let lookup = AgentLookup {
             name: input.agent.name().to_string(),
             inline: matches!(input.agent, AgentSpec::Inline(_)),
@@ -855,16 +880,18 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
                 Ok(ResolvedAgent {
                     definition: Some(file),
                     trusted_keys,
+                    payload_store,
                 }),
                 _,
-            ) => (*file, true, trusted_keys),
+            ) => (*file, true, trusted_keys, payload_store),
             (
                 Ok(ResolvedAgent {
                     definition: None,
                     trusted_keys,
+                    payload_store,
                 }),
                 AgentSpec::Inline(file),
-            ) => (*file, false, trusted_keys),
+            ) => (*file, false, trusted_keys, payload_store),
             (
                 Ok(ResolvedAgent {
                     definition: None, ..
@@ -882,7 +909,7 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
     } else {
         // Runs recorded before the registry trust no signing key.
         match input.agent {
-            AgentSpec::Inline(file) => (*file, false, TrustedKeys::new()),
+            AgentSpec::Inline(file) => (*file, false, TrustedKeys::new(), false),
             AgentSpec::Name(name) => {
                 return Err(finish_failed(
                     ctx,
@@ -946,6 +973,7 @@ async fn resolve_agent(ctx: &WorkflowContext<AgentRun>) -> Result<(), WorkflowRe
         s.agent = Some(agent);
         s.from_registry = from_registry;
         s.trusted_keys = trusted_keys;
+        s.payload_store = payload_store;
     });
     Ok(())
 }
@@ -1023,9 +1051,35 @@ fn continue_as_new(ctx: &WorkflowContext<AgentRun>) -> WorkflowResult<RunState> 
             ..s.input().clone()
         }
     });
+    if let Some(problem) = oversized(
+        ctx,
+        "the input of the continued run (the state it carries over)",
+        &input,
+    ) {
+        return finish_failed(ctx, problem);
+    }
     let input = RawValue::from_value(&input, ctx.payload_converter());
     ctx.continue_as_new(input, ContinueAsNewOptions::default())?;
     unreachable!("continue_as_new always returns Err")
+}
+
+/// Why the run cannot send `value` as a payload (`what` names it), when it
+/// is over the run's limit ([`payload_limit::limit`]: Temporal's, or the
+/// payload store's when the worker has one); the caller ends the run as
+/// Failed with it. Only an oversized payload records the patch marker, so
+/// every other run keeps the commands it always had.
+fn oversized<W: ApprovalHost, T: serde::Serialize>(
+    ctx: &WorkflowContext<W>,
+    what: &str,
+    value: &T,
+) -> Option<String> {
+    let size = payload_limit::serialized_size(value);
+    let store = ctx.state(|s| s.book().payload_store);
+    if size <= payload_limit::limit(store) {
+        return None;
+    }
+    ctx.patched(payload_limit::PATCH_PAYLOAD_LIMIT)
+        .then(|| payload_limit::too_large(what, size, store))
 }
 
 fn finish_failed(ctx: &WorkflowContext<AgentRun>, message: String) -> WorkflowResult<RunState> {

@@ -34,6 +34,19 @@ pub struct Cli {
         default_value = "text"
     )]
     pub log_format: crate::logging::LogFormat,
+    /// Where payloads of 128 KiB and more go, leaving a reference in
+    /// history: `file:///path` (or a plain path), `s3://bucket/prefix`,
+    /// `gs://bucket/prefix`, `az://container/prefix` (credentials from the
+    /// usual AWS_*, GOOGLE_*, AZURE_* variables). Workers, `serve` and the
+    /// CLI of one namespace must all name the same store. `dev` uses
+    /// STATE_DIR/payloads unless given one.
+    #[arg(
+        long,
+        global = true,
+        env = "COUNTERSIGN_PAYLOAD_STORE",
+        value_name = "URL"
+    )]
+    pub payload_store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -306,16 +319,24 @@ fn identity(explicit: Option<String>, variable: &str, flag: &str) -> Result<Stri
 
 /// Runs the command line.
 pub async fn run(cli: Cli) -> Result<()> {
+    let store_url = cli.payload_store.as_deref();
     match cli.command {
-        Command::Dev(args) => crate::demo::dev(args).await,
-        Command::Worker(args) => crate::worker::run(args).await,
-        Command::Run(command) => run_command(command).await,
-        Command::Approvals(command) => approvals_command(command).await,
+        Command::Dev(args) => crate::demo::dev(args, store_url).await,
+        Command::Worker(args) => crate::worker::run(args, crate::payloads::open(store_url)?).await,
+        Command::Run(command) => {
+            run_command(command, crate::payloads::open(store_url)?.as_ref()).await
+        }
+        Command::Approvals(command) => {
+            approvals_command(command, crate::payloads::open(store_url)?.as_ref()).await
+        }
         Command::Serve {
             listen,
             config,
             task_queue,
-        } => serve(&listen, config.as_deref(), task_queue).await,
+        } => {
+            let store = crate::payloads::open(store_url)?;
+            serve(&listen, config.as_deref(), task_queue, store.as_ref()).await
+        }
         Command::Keys(KeysCommand::New { id, out }) => {
             let (private, public) = crate::keys::new_key_pair(&id, &out)?;
             println!("{}", public.display());
@@ -386,7 +407,12 @@ fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-async fn serve(listen: &str, config: Option<&std::path::Path>, task_queue: String) -> Result<()> {
+async fn serve(
+    listen: &str,
+    config: Option<&std::path::Path>,
+    task_queue: String,
+    store: Option<&countersign_payloads::PayloadStore>,
+) -> Result<()> {
     let config = match config {
         Some(path) => {
             let config = countersign_server::ServerConfig::from_file(path)?;
@@ -405,9 +431,12 @@ async fn serve(listen: &str, config: Option<&std::path::Path>, task_queue: Strin
             countersign_server::ServerConfig::default()
         }
     };
-    let approvals = Approvals::connect_from_env().await?;
+    let approvals = crate::payloads::connect_approvals(store).await?;
     let signing = config.signing.clone();
     let mut state = countersign_server::AppState::new(approvals, config, task_queue)?;
+    if let Some(store) = store {
+        state = state.with_payload_store(store.clone());
+    }
     match signing {
         Some(signing) => {
             let key =
@@ -473,7 +502,10 @@ fn agent_spec(agent: &str) -> Result<AgentSpec> {
     Ok(AgentSpec::Name(agent.to_string()))
 }
 
-async fn run_command(command: RunCommand) -> Result<()> {
+async fn run_command(
+    command: RunCommand,
+    store: Option<&countersign_payloads::PayloadStore>,
+) -> Result<()> {
     // A bad agent file or input is reported before any connection is attempted.
     let input = match &command {
         RunCommand::Start(args) => {
@@ -493,7 +525,7 @@ async fn run_command(command: RunCommand) -> Result<()> {
         }
         _ => None,
     };
-    let approvals = Approvals::connect_from_env().await?;
+    let approvals = crate::payloads::connect_approvals(store).await?;
     match command {
         RunCommand::Start(args) => {
             let input = input.expect("built above");
@@ -518,7 +550,10 @@ async fn run_command(command: RunCommand) -> Result<()> {
             }
         }
         RunCommand::Show { id, json } => {
-            let state = approvals.run_state(&id).await?;
+            let state = approvals
+                .run_state(&id)
+                .await
+                .map_err(|e| crate::payloads::hint(e.into(), store.is_some()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&state)?);
             } else {
@@ -566,8 +601,11 @@ async fn run_command(command: RunCommand) -> Result<()> {
     Ok(())
 }
 
-async fn approvals_command(command: ApprovalsCommand) -> Result<()> {
-    let approvals = Approvals::connect_from_env().await?;
+async fn approvals_command(
+    command: ApprovalsCommand,
+    store: Option<&countersign_payloads::PayloadStore>,
+) -> Result<()> {
+    let approvals = crate::payloads::connect_approvals(store).await?;
     match command {
         ApprovalsCommand::List {
             json,

@@ -81,12 +81,18 @@ async fn receive_payment(
 }
 
 /// Runs `countersign dev`.
-pub async fn dev(args: DevArgs) -> Result<()> {
+pub async fn dev(args: DevArgs, payload_store: Option<&str>) -> Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating {}", args.state_dir.display()))?;
+    // Large payloads go to STATE_DIR/payloads unless a store is named.
+    let default_store = std::fs::canonicalize(&args.state_dir)?
+        .join("payloads")
+        .display()
+        .to_string();
+    let payload_store = crate::payloads::open(Some(payload_store.unwrap_or(&default_store)))?;
     let address = format!("127.0.0.1:{}", args.port);
 
-    let (_server, client) = if devserver::is_listening(&address) {
+    let (_server, mut client) = if devserver::is_listening(&address) {
         eprintln!("• reusing the Temporal server already listening on {address}");
         let client = devserver::connect(&address).await?;
         ensure_search_attributes(&address)?;
@@ -108,6 +114,10 @@ pub async fn dev(args: DevArgs) -> Result<()> {
         .await?;
         (Some(server), client)
     };
+    crate::payloads::install(&mut client, payload_store.as_ref());
+    if let Some(store) = &payload_store {
+        eprintln!("• payloads of 128 KiB and more go to {}", store.url());
+    }
     let ui = format!("http://localhost:{}", args.ui_port);
     eprintln!(
         "• search attributes: {}",
@@ -117,7 +127,7 @@ pub async fn dev(args: DevArgs) -> Result<()> {
     let dashboard = if args.http == "off" {
         None
     } else {
-        serve_dashboard(&args, client.clone()).await
+        serve_dashboard(&args, client.clone(), payload_store.as_ref()).await
     };
 
     // The demo's payments API and todo file are set up before the registry
@@ -149,7 +159,8 @@ pub async fn dev(args: DevArgs) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples"));
     let registry = AgentRegistry::load_with_env(&agents_dir, &env)
         .with_context(|| format!("loading the agents in {}", agents_dir.display()))?
-        .allowing_inline(true);
+        .allowing_inline(true)
+        .with_payload_store(payload_store.is_some());
     eprintln!(
         "• agents served from {}: {}",
         agents_dir.display(),
@@ -205,7 +216,11 @@ pub async fn dev(args: DevArgs) -> Result<()> {
 /// Serves the dashboard and the HTTP API for one local reviewer with a fresh
 /// token (printed, and written to `<state dir>/dev-token`). A port in use is
 /// a warning, not a failure: the rest of the stack works without it.
-async fn serve_dashboard(args: &DevArgs, client: temporalio_client::Client) -> Option<String> {
+async fn serve_dashboard(
+    args: &DevArgs,
+    client: temporalio_client::Client,
+    payload_store: Option<&countersign_payloads::PayloadStore>,
+) -> Option<String> {
     let listener = match tokio::net::TcpListener::bind(&args.http).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -242,7 +257,10 @@ async fn serve_dashboard(args: &DevArgs, client: temporalio_client::Client) -> O
     let url = format!("http://{}", listener.local_addr().ok()?);
     let state = match countersign_server::AppState::new(Approvals::new(client), config, TASK_QUEUE)
     {
-        Ok(state) => state,
+        Ok(state) => match payload_store {
+            Some(store) => state.with_payload_store(store.clone()),
+            None => state,
+        },
         Err(e) => {
             eprintln!("• no dashboard: {e}");
             return None;

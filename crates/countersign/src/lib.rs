@@ -10,5 +10,6 @@ pub mod logging;
 #[cfg(feature = "otel")]
 pub mod otel;
 pub mod output;
+pub mod payloads;
 pub mod policy_check;
 pub mod worker;

@@ -222,14 +222,22 @@ async fn check_search_attributes(client: &temporalio_client::Client) -> Result<(
 /// activities in flight get the grace period to finish, and the process
 /// returns `Ok` (exit status 0). Runs waiting for approval are not touched:
 /// they live in Temporal. A second signal stops at once, with an error.
-pub async fn run(args: WorkerArgs) -> Result<()> {
+pub async fn run(
+    args: WorkerArgs,
+    payload_store: Option<countersign_payloads::PayloadStore>,
+) -> Result<()> {
     let tuning = args.tuning();
     // A broken agent file stops the worker before it connects.
     let agents = load_registry(args.agents.as_deref(), args.allow_inline_agents)?
-        .with_trusted_keys(load_trusted_keys(args.trusted_keys.as_deref())?);
+        .with_trusted_keys(load_trusted_keys(args.trusted_keys.as_deref())?)
+        .with_payload_store(payload_store.is_some());
     let settings = countersign_approvals::connection_settings_from_env()?;
     let server = settings.summary();
-    let client = countersign_approvals::connect_with(settings).await?;
+    let mut client = countersign_approvals::connect_with(settings).await?;
+    crate::payloads::install(&mut client, payload_store.as_ref());
+    if let Some(store) = &payload_store {
+        eprintln!("payloads of 128 KiB and more go to {}", store.url());
+    }
     check_search_attributes(&client).await?;
     let (runtime_options, tool_metrics) = match args.metrics {
         Some(address) => {

@@ -814,6 +814,7 @@ mod tests {
             agent: Some(countersign_policy::Agent::new(agent).unwrap()),
             from_registry: false,
             trusted_keys: countersign_proto::signing::TrustedKeys::new(),
+            payload_store: false,
             state: RunState {
                 approvals: vec![approval],
                 ..Default::default()

@@ -108,6 +108,7 @@ impl ApprovalGate {
                 agent: None,
                 from_registry: true,
                 trusted_keys: TrustedKeys::new(),
+                payload_store: false,
                 state,
                 catalog: vec![],
                 turns_taken: 0,
@@ -138,6 +139,7 @@ impl ApprovalGate {
             Ok(ResolvedAgent {
                 definition: Some(file),
                 trusted_keys,
+                ..
             }) => (*file, trusted_keys),
             Ok(ResolvedAgent {
                 definition: None, ..
