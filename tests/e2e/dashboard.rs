@@ -301,6 +301,26 @@ async fn dashboard_sign_in_sets_a_strict_session_cookie() -> Result<()> {
     assert!(page.body.contains("Waiting for me"));
     assert!(page.body.contains("All pending"));
     assert!(page.body.contains("Recent decisions"));
+    // An approval id of any length in the URL is refused without being
+    // quoted back; an unknown one says so.
+    let long = send(
+        &app,
+        get(&format!("/?approval={}", "x".repeat(5000)), Some(&session)),
+    )
+    .await?;
+    assert!(
+        long.body
+            .contains("an approval id is at most 1024 characters"),
+        "{}",
+        long.body
+    );
+    assert!(!long.body.contains(&"x".repeat(100)));
+    let unknown = send(&app, get("/?approval=no-such-run~00000000", Some(&session))).await?;
+    assert!(
+        unknown.body.contains("Cannot show this approval"),
+        "{}",
+        unknown.body
+    );
     let csrf = page.csrf()?;
 
     // Sign-out needs the CSRF token too.

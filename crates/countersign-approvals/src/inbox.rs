@@ -157,6 +157,52 @@ impl PendingFilter {
     }
 }
 
+/// The page token handed out: Temporal's token and a checksum binding it to
+/// the listing's query, so a token that was not given for this listing
+/// (mistyped, fuzzed, or from other filters) is refused as bad input instead
+/// of reaching Temporal, which would answer with an internal error.
+fn seal_page_token(temporal_token: &[u8], query: &str) -> String {
+    let mut sealed = temporal_token.to_vec();
+    sealed.extend_from_slice(&page_token_checksum(temporal_token, query));
+    URL_SAFE_NO_PAD.encode(sealed)
+}
+
+/// Temporal's token inside a page token [`seal_page_token`] gave for `query`.
+fn open_page_token(token: &str, query: &str) -> Result<Vec<u8>, ApprovalsError> {
+    let refused =
+        || ApprovalsError::InvalidListing("page token is not one this listing gave".into());
+    if token.len() > MAX_PAGE_TOKEN_CHARS {
+        return Err(ApprovalsError::InvalidListing(
+            "page token is longer than 4096 characters".into(),
+        ));
+    }
+    let sealed = URL_SAFE_NO_PAD.decode(token).map_err(|_| refused())?;
+    let split = sealed
+        .len()
+        .checked_sub(PAGE_TOKEN_CHECKSUM_BYTES)
+        .ok_or_else(refused)?;
+    let (temporal_token, checksum) = sealed.split_at(split);
+    if temporal_token.is_empty() || checksum != page_token_checksum(temporal_token, query) {
+        return Err(refused());
+    }
+    Ok(temporal_token.to_vec())
+}
+
+const PAGE_TOKEN_CHECKSUM_BYTES: usize = 8;
+
+fn page_token_checksum(temporal_token: &[u8], query: &str) -> [u8; PAGE_TOKEN_CHECKSUM_BYTES] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"countersign page token v1\n")
+        .chain_update(query.as_bytes())
+        .chain_update(b"\n")
+        .chain_update(temporal_token)
+        .finalize();
+    let mut checksum = [0; PAGE_TOKEN_CHECKSUM_BYTES];
+    checksum.copy_from_slice(&digest[..PAGE_TOKEN_CHECKSUM_BYTES]);
+    checksum
+}
+
 fn check_value(field: &str, value: &str) -> Result<(), ApprovalsError> {
     let problem = if value.is_empty() {
         Some("is empty")
@@ -195,22 +241,16 @@ impl Approvals {
                 "page size must be 1 to {MAX_PAGE_SIZE}"
             )));
         }
+        let query = filter.query();
         let token = match &page.page_token {
             None => Vec::new(),
-            Some(token) if token.len() > MAX_PAGE_TOKEN_CHARS => {
-                return Err(ApprovalsError::InvalidListing(
-                    "page token is longer than 4096 characters".into(),
-                ));
-            }
-            Some(token) => URL_SAFE_NO_PAD.decode(token).map_err(|_| {
-                ApprovalsError::InvalidListing("page token is not one this server gave".into())
-            })?,
+            Some(token) => open_page_token(token, &query)?,
         };
         let request = ListWorkflowExecutionsRequest {
             namespace: self.client.namespace(),
             page_size: page_size as i32,
             next_page_token: token,
-            query: filter.query(),
+            query: query.clone(),
         };
         let mut client = self.client.clone();
         let response =
@@ -231,7 +271,7 @@ impl Approvals {
 
         let mut listing = PendingPage {
             next_page_token: (!response.next_page_token.is_empty())
-                .then(|| URL_SAFE_NO_PAD.encode(&response.next_page_token)),
+                .then(|| seal_page_token(&response.next_page_token, &query)),
             ..Default::default()
         };
         let mut unindexed = Vec::new();
@@ -343,6 +383,32 @@ mod tests {
         assert!(filter.query().ends_with(
             " AND CountersignAgent = 'payments' AND CountersignPendingTools = 'gmail.send' AND CountersignRequester = 'carol@example.com' AND CountersignApprovers IN ('*', 'bob@example.com', 'finance')"
         ));
+    }
+
+    #[test]
+    fn page_tokens_open_only_for_the_listing_that_gave_them() {
+        let query = PendingFilter::default().query();
+        let token = seal_page_token(b"temporal-token", &query);
+        assert_eq!(open_page_token(&token, &query).unwrap(), b"temporal-token");
+        let other = PendingFilter {
+            agent: Some("payments".into()),
+            ..Default::default()
+        }
+        .query();
+        for (bad, query) in [
+            (token.as_str(), other.as_str()),
+            ("AAAAAAAAAAAAAAAAAAAA", query.as_str()),
+            ("not base64!", query.as_str()),
+            ("", query.as_str()),
+        ] {
+            assert!(
+                matches!(
+                    open_page_token(bad, query),
+                    Err(ApprovalsError::InvalidListing(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

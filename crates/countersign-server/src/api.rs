@@ -175,26 +175,42 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 #[into_params(parameter_in = Query)]
 pub struct ApprovalFilter {
     /// Only approvals of this agent.
-    #[param(max_length = 256)]
+    #[param(
+        min_length = 1,
+        max_length = 256,
+        pattern = r#"^[^'"\\\x00-\x1f\x7f-\x9f]+$"#
+    )]
     pub agent: Option<String>,
     /// Only approvals of this tool (its name, e.g. `pay` or `gmail.send`).
-    #[param(max_length = 256)]
+    #[param(
+        min_length = 1,
+        max_length = 256,
+        pattern = r#"^[^'"\\\x00-\x1f\x7f-\x9f]+$"#
+    )]
     pub tool: Option<String>,
     /// Only approvals of runs this person started.
-    #[param(max_length = 256)]
+    #[param(
+        min_length = 1,
+        max_length = 256,
+        pattern = r#"^[^'"\\\x00-\x1f\x7f-\x9f]+$"#
+    )]
     pub requester: Option<String>,
     /// Only approvals this reviewer may decide ("waiting for me"): named by
     /// the run, or open to anyone; not their own request under separation
     /// of duties, nor one they already approved. A configured reviewer's
     /// groups widen the search.
-    #[param(max_length = 256)]
+    #[param(
+        min_length = 1,
+        max_length = 256,
+        pattern = r#"^[^'"\\\x00-\x1f\x7f-\x9f]+$"#
+    )]
     pub approver: Option<String>,
     /// Runs per page (1 to 1000, default 100); a page holds the open
     /// approvals of that many runs, usually one each.
     #[param(minimum = 1, maximum = 1000)]
     pub page_size: Option<u32>,
     /// The `nextPageToken` of the previous page.
-    #[param(max_length = 4096)]
+    #[param(min_length = 1, max_length = 4096, pattern = "^[A-Za-z0-9_-]+$")]
     pub page_token: Option<String>,
     /// `pending`, the default and the only value: decided approvals are in
     /// `GET /runs/{id}`.

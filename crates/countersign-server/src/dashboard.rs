@@ -37,6 +37,7 @@ use axum::{Extension, Form, Router};
 use countersign_approvals::{
     Approvals, ApproveOptions, PageRequest, PendingFilter, PendingPage, ReviewerFilter,
 };
+use countersign_proto::contract::MAX_APPROVAL_ID_CHARS;
 use countersign_proto::{ApprovalState, DecisionOutcome, arguments_sha256};
 use hmac::{Hmac, Mac};
 use render::{Draft, Notice, NoticeKind, Page, Recent, RecentDecision};
@@ -426,6 +427,10 @@ async fn render_dashboard(
         recent_decisions(&state.approvals),
         async {
             match &open {
+                // Never quote an unbounded query parameter back.
+                Some(id) if id.chars().count() > MAX_APPROVAL_ID_CHARS => Some(Err(format!(
+                    "an approval id is at most {MAX_APPROVAL_ID_CHARS} characters"
+                ))),
                 Some(id) => Some(
                     state
                         .approvals
