@@ -719,7 +719,6 @@ async fn http_api_lists_with_filters_starts_runs_and_describes_itself() -> Resul
         for query in [
             "?pageSize=0",
             "?pageSize=1001",
-            "?pageToken=not%20base64!",
             "?agent=a%27%20OR%20%27x%27%3D%27x",
             "?approver=",
         ] {
@@ -738,6 +737,18 @@ async fn http_api_lists_with_filters_starts_runs_and_describes_itself() -> Resul
                 answer.text
             );
             assert!(!answer.text.contains("OR 'x'"), "{}", answer.text);
+        }
+        // A page token this listing did not give: no such page.
+        for token in ["AAAAAAAAAAAAAAAAAAAA", "not%20base64!"] {
+            let answer = call(
+                &app,
+                "GET",
+                &format!("/approvals?pageToken={token}"),
+                Some(CAROL),
+                Payload::None,
+            )
+            .await?;
+            assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.text);
         }
         for (query, pay_listed, announce_listed) in [
             ("?agent=t-http-pay", true, false),

@@ -47,6 +47,10 @@ pub enum ApprovalsError {
     /// A listing's filter, page size or page token does not fit.
     #[error("{0}")]
     InvalidListing(String),
+    /// A well-formed page token that this listing did not give (another
+    /// filter's, or made up): there is no such page.
+    #[error("{0}")]
+    UnknownPage(String),
     /// Temporal could not be reached.
     #[error("{0}")]
     Connection(String),
@@ -72,6 +76,7 @@ impl ApprovalsError {
             ApprovalsError::InvalidApprovalId(_)
             | ApprovalsError::InvalidDecision(_)
             | ApprovalsError::InvalidListing(_)
+            | ApprovalsError::UnknownPage(_)
             | ApprovalsError::Connection(_)
             | ApprovalsError::Temporal(_) => return None,
         })

@@ -169,8 +169,13 @@ fn seal_page_token(temporal_token: &[u8], query: &str) -> String {
 
 /// Temporal's token inside a page token [`seal_page_token`] gave for `query`.
 fn open_page_token(token: &str, query: &str) -> Result<Vec<u8>, ApprovalsError> {
-    let refused =
-        || ApprovalsError::InvalidListing("page token is not one this listing gave".into());
+    // Not given for this listing (made up, mistyped, another filter's):
+    // there is no such page.
+    let refused = || {
+        ApprovalsError::UnknownPage(
+            "page token is not one this listing gave: list again without it".into(),
+        )
+    };
     if token.len() > MAX_PAGE_TOKEN_CHARS {
         return Err(ApprovalsError::InvalidListing(
             "page token is longer than 4096 characters".into(),
@@ -404,7 +409,7 @@ mod tests {
             assert!(
                 matches!(
                     open_page_token(bad, query),
-                    Err(ApprovalsError::InvalidListing(_))
+                    Err(ApprovalsError::InvalidListing(_) | ApprovalsError::UnknownPage(_))
                 ),
                 "{bad}"
             );

@@ -422,8 +422,9 @@ proto_schema!(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Pending approvals", body = ApprovalList),
-        (status = 400, description = "A filter that does not fit", body = ProblemSchema, content_type = "application/problem+json"),
-        (status = 401, description = "No or unknown token", body = ProblemSchema, content_type = "application/problem+json")))]
+        (status = 400, description = "A filter, page size or page token that does not fit", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 401, description = "No or unknown token", body = ProblemSchema, content_type = "application/problem+json"),
+        (status = 404, description = "A pageToken this listing did not give (another filter's, or made up)", body = ProblemSchema, content_type = "application/problem+json")))]
 async fn list_approvals(
     State(state): State<AppState>,
     _who: Authenticated,

@@ -187,9 +187,9 @@ impl From<ApprovalsError> for DecisionError {
     fn from(e: ApprovalsError) -> Self {
         let message = e.to_string();
         match e {
-            ApprovalsError::NotFound(_) | ApprovalsError::InvalidApprovalId(_) => {
-                DecisionError::NotFound(message)
-            }
+            ApprovalsError::NotFound(_)
+            | ApprovalsError::InvalidApprovalId(_)
+            | ApprovalsError::UnknownPage(_) => DecisionError::NotFound(message),
             ApprovalsError::AlreadyDecided(_) | ApprovalsError::Expired(_) => {
                 DecisionError::AlreadyDecided(message)
             }
