@@ -11,6 +11,7 @@ on the gate's task queue (default `countersign`).
 import argparse
 import asyncio
 import json
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -60,3 +61,10 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # Done and printed (an error above exits non-zero as usual). Skip
+    # interpreter finalization: the SDK's core threads may still be running
+    # when CPython finalizes, which now and then aborts the process with
+    # "PyGILState_Release: thread state ... must be current" after the work
+    # is over (seen in CI).
+    sys.stdout.flush()
+    os._exit(0)
