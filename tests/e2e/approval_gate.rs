@@ -71,12 +71,12 @@ async fn start_gate(env: &TestEnv, request: GateRequest) -> Result<String> {
 }
 
 /// What every caller example's test does as the reviewer: approves the
-/// gate `approval` (as bob), then denies the gate of the caller workflow
-/// `denied_caller` with "no budget this month".
+/// gate `approval` (as bob), then denies the approval of the gate workflow
+/// `denied_gate` with "no budget this month".
 pub(crate) async fn approve_and_deny(
     env: &TestEnv,
     approval: &countersign_proto::PendingApproval,
-    denied_caller: &str,
+    denied_gate: &str,
 ) -> Result<()> {
     env.approvals
         .approve(
@@ -85,10 +85,7 @@ pub(crate) async fn approve_and_deny(
             ApproveOptions::default(),
         )
         .await?;
-    let refusal = env
-        .pending(&format!("{denied_caller}-gate"), 1)
-        .await?
-        .remove(0);
+    let refusal = env.pending(denied_gate, 1).await?.remove(0);
     env.approvals
         .deny(
             &refusal.approval_id,
@@ -348,7 +345,7 @@ async fn a_python_child_workflow_pays_only_what_the_gate_allows() -> Result<()> 
 
         let approval = env.pending(&format!("{approved}-gate"), 1).await?.remove(0);
         assert_eq!(approval.parent_workflow_id, approved);
-        approve_and_deny(&env, &approval, &denied).await?;
+        approve_and_deny(&env, &approval, &format!("{denied}-gate")).await?;
 
         let result = python_result(approve_run).await?;
         assert_eq!(result["state"], "GATE_STATE_APPROVED", "{result}");

@@ -109,7 +109,8 @@ async fn a_rust_workflow_pays_only_what_the_gate_allows_with_the_returned_argume
                 approval.user_request,
                 "PayInvoice: paying invoice INV-1 to ACME"
             );
-            crate::approval_gate::approve_and_deny(&env, &approval, &denied).await?;
+            crate::approval_gate::approve_and_deny(&env, &approval, &format!("{denied}-gate"))
+                .await?;
             let edit = env.pending(&format!("{edited}-gate"), 1).await?.remove(0);
             env.approvals
                 .approve(
@@ -490,7 +491,7 @@ async fn a_typescript_workflow_pays_only_what_the_gate_allows() -> Result<()> {
             approval.user_request,
             "PayInvoice: paying invoice INV-1 to ACME"
         );
-        crate::approval_gate::approve_and_deny(&env, &approval, &denied).await?;
+        crate::approval_gate::approve_and_deny(&env, &approval, &format!("{denied}-gate")).await?;
 
         let result = json_line(approve_run, "the TypeScript starter").await?;
         assert_eq!(result["state"], "GATE_STATE_APPROVED", "{result}");
@@ -585,23 +586,7 @@ async fn an_openai_agents_sdk_tool_asks_the_gate_and_a_denial_reaches_the_model(
                 .map(countersign_proto::struct_to_json),
             Some(json!({"invoice": "INV-1", "amount": 250, "to": "ACME"}))
         );
-        env.approvals
-            .approve(
-                &approval.approval_id,
-                "bob@example.com",
-                ApproveOptions::default(),
-            )
-            .await?;
-        let refusal = env
-            .pending(&format!("{denied}-gate-INV-2"), 1)
-            .await?
-            .remove(0);
-        env.approvals
-            .deny(
-                &refusal.approval_id,
-                "bob@example.com",
-                "no budget this month",
-            )
+        crate::approval_gate::approve_and_deny(&env, &approval, &format!("{denied}-gate-INV-2"))
             .await?;
 
         let result = json_line(approve_run, "the Agents SDK example").await?;
