@@ -105,7 +105,7 @@ impl TestEnv {
     /// its approvals client and its workers.
     pub fn with_payload_store(mut self, store: countersign_payloads::PayloadStore) -> Self {
         countersign_payloads::install(&mut self.client, store.clone());
-        self.approvals = Approvals::new(self.client.clone());
+        self.approvals = Approvals::new(self.client.clone()).with_transcripts(store.transcripts());
         self.payload_store = Some(store);
         self
     }
@@ -125,7 +125,7 @@ impl TestEnv {
         body: F,
     ) -> Result<()> {
         let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default())?;
-        let agents = agents.with_payload_store(self.payload_store.is_some());
+        let agents = agents.with_payload_store(self.payload_store.as_ref());
         let mut worker = countersign_worker::build_worker(
             &runtime,
             self.client.clone(),

@@ -235,6 +235,7 @@ async fn stored_histories_replay_on_current_code() -> Result<()> {
         "sticky.json",
         "sub_agent.json",
         "worker_crash_stages.json",
+        "transcript_store.json",
     ] {
         assert!(
             replayed.iter().any(|r| r == expected),

@@ -47,8 +47,8 @@ fn big_text() -> String {
 async fn histories(env: &TestEnv, id: &str) -> Result<Vec<Vec<HistoryEvent>>> {
     let mut runs = Vec::new();
     let mut run_id: Option<String> = None;
-    // Bounded: these tests' runs continue as new a few times at most.
-    for _ in 0..50 {
+    // Bounded: a 200-turn run continues as new about 50 times.
+    for _ in 0..200 {
         let info = WorkflowExecutionInfo::builder()
             .namespace("default")
             .workflow_id(id)
@@ -72,7 +72,7 @@ async fn histories(env: &TestEnv, id: &str) -> Result<Vec<Vec<HistoryEvent>>> {
         }
         run_id = Some(previous);
     }
-    bail!("more than 50 runs of {id}")
+    bail!("more than 200 runs of {id}")
 }
 
 /// The replay JSON of one run's history.
@@ -255,9 +255,36 @@ fn largest_payload(events: &[HistoryEvent]) -> usize {
         .unwrap_or(0)
 }
 
+/// The files under `folder` of a folder store: (count, bytes), each checked
+/// to be named by the SHA-256 of its bytes.
+fn stored_files(folder: &std::path::Path) -> Result<(usize, usize)> {
+    use sha2::Digest;
+    let (mut count, mut bytes) = (0, 0);
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return Ok((0, 0));
+    };
+    for entry in entries {
+        let entry = entry?;
+        let content = std::fs::read(entry.path())?;
+        assert_eq!(
+            entry.file_name().to_string_lossy(),
+            hex::encode(sha2::Sha256::digest(&content)),
+            "a stored object not named by its hash"
+        );
+        count += 1;
+        bytes += content.len();
+    }
+    Ok((count, bytes))
+}
+
+/// The issue's done-when: with a payload store, an agent that reads 64 KB on
+/// each of 200 turns completes; every run's history stays under 1 MB (the
+/// transcript travels by reference, runs continue as new by bytes), and
+/// what is stored (histories and objects) grows linearly with the turns.
 #[tokio::test]
-async fn with_a_payload_store_a_long_run_completes_with_a_small_history() -> Result<()> {
-    const TURNS: usize = 30;
+async fn with_a_payload_store_a_200_turn_run_completes_with_small_histories() -> Result<()> {
+    const TURNS: usize = 200;
+    const MAX_RUN_HISTORY_BYTES: usize = 1024 * 1024;
     let blobs = tempfile::tempdir()?;
     let store = countersign_payloads::PayloadStore::from_url(&format!(
         "file://{}",
@@ -269,14 +296,17 @@ async fn with_a_payload_store_a_long_run_completes_with_a_small_history() -> Res
     std::fs::write(env.dir.path().join("big.txt"), big_text())?;
     env.with_worker(async {
         let agent = env.agent(&reading_agent(TURNS))?;
-        let id = env.start(agent, "read it thirty times").await?;
+        let id = env.start(agent, "read it two hundred times").await?;
         let state = tokio::time::timeout(
-            Duration::from_secs(180),
+            Duration::from_secs(600),
             env.approvals.wait_for_run(&id),
         )
         .await
-        .context("the run did not end within 180 s")??;
+        .context("the run did not end within 600 s")??;
         assert_eq!(state.final_answer, "Read it all.");
+        // The client read the stored transcript: the whole conversation.
+        assert!(state.stored_transcript.is_none());
+        assert_eq!(state.transcript.len(), 1 + 2 * TURNS + 1);
         let results: Vec<_> = state
             .transcript
             .iter()
@@ -284,65 +314,62 @@ async fn with_a_payload_store_a_long_run_completes_with_a_small_history() -> Res
             .collect();
         assert_eq!(results.len(), TURNS);
         assert!(results.iter().all(|r| !r.is_error && r.content == big_text()));
-        // Past the limit a run without a store has.
-        let transcript = countersign_worker::workflow::payload_limit::serialized_size(
-            &state.transcript,
-        );
-        assert!(transcript > MAX_PAYLOAD_BYTES, "{transcript}");
 
         let runs = histories(&env, &id).await?;
-        let events: Vec<HistoryEvent> = runs.iter().flatten().cloned().collect();
-        assert_eq!(
-            events
+        let per_run: Vec<usize> = runs.iter().map(|r| history_bytes(r)).collect();
+        for (events, bytes) in runs.iter().zip(&per_run) {
+            let failed = events
                 .iter()
                 .filter(|e| e.event_type() == EventType::WorkflowTaskFailed)
-                .count(),
-            0
-        );
-        let bytes = history_bytes(&events);
-        // Linear in the turns: each tool result (64 KB, under the store's
-        // threshold) stays inline; transcripts travel as references.
-        assert!(
-            bytes < TURNS * (FILE_BYTES + 16 * 1024),
-            "history of {bytes} bytes"
-        );
-        let largest = largest_payload(&events);
+                .count();
+            assert_eq!(failed, 0, "no workflow task may fail");
+            assert!(*bytes < MAX_RUN_HISTORY_BYTES, "a run's history of {bytes} bytes");
+        }
+        let history_total: usize = per_run.iter().sum();
+        let largest = runs.iter().map(|r| largest_payload(r)).max().unwrap_or(0);
         assert!(
             largest < countersign_payloads::DEFAULT_THRESHOLD,
             "a payload of {largest} bytes stayed in history"
         );
-
-        // The blobs are in the folder, each under the SHA-256 of its bytes.
-        let dir = blobs.path().join("v0/d/sha256");
-        let mut stored = 0;
-        let mut stored_bytes = 0;
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let content = std::fs::read(entry.path())?;
-            use sha2::Digest;
-            assert_eq!(
-                entry.file_name().to_string_lossy(),
-                hex::encode(sha2::Sha256::digest(&content))
-            );
-            stored += 1;
-            stored_bytes += content.len();
-        }
-        assert!(stored >= TURNS - 2, "{stored} blobs");
+        let (payload_objects, payload_bytes) = stored_files(&blobs.path().join("v0/d/sha256"))?;
+        let (segments, segment_bytes) =
+            stored_files(&blobs.path().join("v0/countersign/transcript/sha256"))?;
+        // Every entry is stored once: the segments hold the transcript, a
+        // little more than the 64 KB results.
+        assert!(segments >= TURNS, "{segments} segments");
+        assert!(
+            segment_bytes >= TURNS * FILE_BYTES && segment_bytes < TURNS * (FILE_BYTES + 4096),
+            "{segment_bytes} bytes of segments"
+        );
+        // Linear: each turn's result is in history twice (the tool's answer,
+        // the next turn's input) and in the store once; this scripted agent
+        // also sends its 200 steps (~30 KB) with every turn and every
+        // continued run resolves it again. Quadratic growth (the whole
+        // transcript per turn) would be ~100 times this.
+        let total = history_total + payload_bytes + segment_bytes;
         eprintln!(
-            "payload store: {TURNS} turns, {} runs, {} events, {bytes} history bytes, largest payload in history {largest} bytes, {stored} blobs of {stored_bytes} bytes",
+            "payload store, {TURNS} turns of {FILE_BYTES} bytes: {} runs, {} events, history {history_total} bytes \
+             (largest run {} bytes, mean {}), largest payload in history {largest} bytes, \
+             {segments} transcript segments of {segment_bytes} bytes, {payload_objects} stored payloads of \
+             {payload_bytes} bytes; total {total} bytes = {} per turn",
             runs.len(),
-            events.len()
+            runs.iter().map(Vec::len).sum::<usize>(),
+            per_run.iter().max().unwrap_or(&0),
+            history_total / runs.len().max(1),
+            total / TURNS,
         );
 
-        // Every run's history replays with the codec, which reads the same blobs.
+        assert!(total < TURNS * 5 * FILE_BYTES, "{total} bytes stored in all");
+
+        // Every run's history replays with the codec.
         for run in &runs {
             let run_id = run_id_of(run).context("a run id")?;
             let json = history_json(&env, &id, &run_id).await?;
             crate::harness::replay_with(&json, Some(&store)).await?;
         }
 
-        // `run show` reads through the store; without it, the stored state
-        // cannot be read.
+        // `run show` reads the transcript through the store; without it the
+        // run's entries before the stored point are named, not shown.
         let store_url = store.url().to_string();
         let shown = countersign(&["run", "show", &id, "--json", "--payload-store", &store_url]).await?;
         assert!(
@@ -352,16 +379,136 @@ async fn with_a_payload_store_a_long_run_completes_with_a_small_history() -> Res
         );
         let shown: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
         assert_eq!(shown["finalAnswer"], "Read it all.");
+        assert_eq!(
+            shown["transcript"].as_array().map(Vec::len),
+            Some(1 + 2 * TURNS + 1)
+        );
+        let blind = countersign(&["run", "show", &id]).await?;
+        let text = String::from_utf8_lossy(&blind.stdout);
+        assert!(blind.status.success(), "{}", String::from_utf8_lossy(&blind.stderr));
+        assert!(
+            text.contains("earlier entries are in the payload store"),
+            "{text}"
+        );
+        Ok(())
+    })
+    .await
+}
+
+/// With a payload store, each model turn's input carries the reference to
+/// the stored transcript and only the entries new since the last turn; the
+/// run's history (patch marker `transcript-store`) is kept for replay.
+#[tokio::test]
+async fn model_turns_send_only_what_is_new() -> Result<()> {
+    let blobs = tempfile::tempdir()?;
+    let store = countersign_payloads::PayloadStore::from_url(&format!(
+        "file://{}",
+        blobs.path().display()
+    ))?;
+    let env = TestEnv::new("transcript-store")
+        .await?
+        .with_payload_store(store.clone());
+    std::fs::write(env.dir.path().join("big.txt"), "a small file")?;
+    env.with_worker(async {
+        let id = env
+            .start(
+                env.agent(&reading_agent(2))?,
+                "the unique prompt, said once",
+            )
+            .await?;
+        let state = env.result(&id).await?;
+        assert_eq!(state.transcript.len(), 6, "{:#?}", state.transcript);
+        let history = env.record_history(&id, "transcript_store").await?;
+        // The prompt is in the run's input and in the first turn's input,
+        // never again; later turns name the stored transcript.
+        let events = histories(&env, &id).await?.concat();
+        assert!(
+            events
+                .iter()
+                .any(|e| e.event_type() == EventType::MarkerRecorded),
+            "no patch marker"
+        );
+        let inputs: Vec<String> = events
+            .iter()
+            .filter_map(|e| match &e.attributes {
+                Some(Attributes::ActivityTaskScheduledEventAttributes(a))
+                    if a.activity_type
+                        .as_ref()
+                        .is_some_and(|t| t.name == "model_turn") =>
+                {
+                    a.input.as_ref().map(|p| {
+                        p.payloads
+                            .iter()
+                            .map(|p| String::from_utf8_lossy(&p.data).into_owned())
+                            .collect()
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(inputs.len(), 3);
+        assert!(inputs[0].contains("the unique prompt, said once"));
+        for later in &inputs[1..] {
+            assert!(!later.contains("the unique prompt, said once"), "{later}");
+            assert!(later.contains("stored_transcript"), "{later}");
+        }
+        replay(&history).await
+    })
+    .await
+}
+
+/// A store with a 200-byte threshold moves the run's result out of history:
+/// `run show` reads it with the store and says what is missing without;
+/// `countersign serve`'s codec endpoint shows it to the `temporal` CLI.
+#[tokio::test]
+async fn stored_payloads_are_read_by_run_show_and_the_codec_endpoint() -> Result<()> {
+    let blobs = tempfile::tempdir()?;
+    let store = countersign_payloads::PayloadStore::from_url(&format!(
+        "file://{}",
+        blobs.path().display()
+    ))?
+    .with_threshold(200);
+    let env = TestEnv::new("payload-codec")
+        .await?
+        .with_payload_store(store.clone());
+    std::fs::write(env.dir.path().join("big.txt"), big_text())?;
+    env.with_worker(async {
+        let id = env
+            .start(env.agent(&reading_agent(2))?, "read it twice")
+            .await?;
+        let state = env.approvals.wait_for_run(&id).await?;
+        assert_eq!(state.final_answer, "Read it all.");
+        let runs = histories(&env, &id).await?;
+        let largest = runs.iter().map(|r| largest_payload(r)).max().unwrap_or(0);
+        assert!(
+            largest < 1024,
+            "a payload of {largest} bytes stayed in history"
+        );
+        for run in &runs {
+            let run_id = run_id_of(run).context("a run id")?;
+            let json = history_json(&env, &id, &run_id).await?;
+            crate::harness::replay_with(&json, Some(&store)).await?;
+        }
+
+        let store_url = store.url().to_string();
+        let shown =
+            countersign(&["run", "show", &id, "--json", "--payload-store", &store_url]).await?;
+        assert!(
+            shown.status.success(),
+            "{}",
+            String::from_utf8_lossy(&shown.stderr)
+        );
+        let shown: serde_json::Value = serde_json::from_slice(&shown.stdout)?;
+        assert_eq!(shown["finalAnswer"], "Read it all.");
         let blind = countersign(&["run", "show", &id, "--json"]).await?;
-        assert!(!blind.status.success(), "read a stored state without the store");
+        assert!(
+            !blind.status.success(),
+            "read a stored state without the store"
+        );
         assert!(
             String::from_utf8_lossy(&blind.stderr).contains("--payload-store"),
             "{}",
             String::from_utf8_lossy(&blind.stderr)
-        );
-        eprintln!(
-            "run show without the store: {}",
-            String::from_utf8_lossy(&blind.stderr).trim()
         );
 
         // The codec endpoint shows the `temporal` CLI the stored result.
@@ -405,7 +552,9 @@ async fn with_a_payload_store_a_long_run_completes_with_a_small_history() -> Res
         let refused = show(None).await?;
         let shown = completed_result(&refused.stdout).ok();
         assert!(
-            shown.as_ref().is_none_or(|(encoding, _)| encoding == "json/protobuf"),
+            shown
+                .as_ref()
+                .is_none_or(|(encoding, _)| encoding == "json/protobuf"),
             "the codec endpoint answered without a token"
         );
         Ok(())

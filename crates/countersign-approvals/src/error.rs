@@ -57,6 +57,10 @@ pub enum ApprovalsError {
     /// Temporal answered with an error.
     #[error("{0}")]
     Temporal(String),
+    /// The run's transcript is in the payload store and could not be read
+    /// from it.
+    #[error(transparent)]
+    Transcript(#[from] countersign_payloads::TranscriptError),
 }
 
 impl ApprovalsError {
@@ -78,7 +82,8 @@ impl ApprovalsError {
             | ApprovalsError::InvalidListing(_)
             | ApprovalsError::UnknownPage(_)
             | ApprovalsError::Connection(_)
-            | ApprovalsError::Temporal(_) => return None,
+            | ApprovalsError::Temporal(_)
+            | ApprovalsError::Transcript(_) => return None,
         })
     }
 }

@@ -25,6 +25,7 @@ pub use inbox::{
     DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, PageRequest, PendingFilter, PendingPage, ReviewerFilter,
 };
 
+use countersign_payloads::TranscriptStore;
 use countersign_policy::run::AgentRunInput;
 use countersign_proto::contract::{
     GATE_WORKFLOW_TYPE, SA_AGENT, SA_PENDING_TOOLS, SA_REQUESTER, SA_STATUS, TASK_QUEUE,
@@ -92,6 +93,9 @@ pub struct Approvals {
     client: Client,
     /// Signs every decision sent, when set: the key id and the private key.
     signer: Option<std::sync::Arc<(String, SigningKey)>>,
+    /// Where runs keep their transcripts, when the workers have a payload
+    /// store: run states are given with their whole transcript.
+    transcripts: Option<TranscriptStore>,
 }
 
 impl Approvals {
@@ -100,7 +104,27 @@ impl Approvals {
         Self {
             client,
             signer: None,
+            transcripts: None,
         }
+    }
+
+    /// The same client, reading the transcripts runs keep in the payload
+    /// store (workers with `--payload-store`), so [`Approvals::run_state`]
+    /// and [`Approvals::wait_for_run`] give the whole conversation. The
+    /// Temporal client should have the store's codec too
+    /// (`countersign_payloads::install`). Without it, a run state's
+    /// `transcript` holds only the entries after its `stored_transcript`.
+    pub fn with_transcripts(mut self, transcripts: TranscriptStore) -> Self {
+        self.transcripts = Some(transcripts);
+        self
+    }
+
+    /// `state` with its stored transcript read, when this client can.
+    async fn whole(&self, mut state: RunState) -> Result<RunState, ApprovalsError> {
+        if let Some(transcripts) = &self.transcripts {
+            transcripts.resolve(&mut state).await?;
+        }
+        Ok(state)
     }
 
     /// The same client, signing every decision it sends ([`Approvals::decide`],
@@ -218,18 +242,22 @@ impl Approvals {
 
     /// Waits for a run to finish and returns its final state.
     pub async fn wait_for_run(&self, workflow_id: &str) -> Result<RunState, ApprovalsError> {
-        self.run_handle(workflow_id)
+        let state = self
+            .run_handle(workflow_id)
             .get_result(WorkflowGetResultOptions::default())
             .await
-            .map_err(|e| ApprovalsError::Temporal(format!("run `{workflow_id}`: {e}")))
+            .map_err(|e| ApprovalsError::Temporal(format!("run `{workflow_id}`: {e}")))?;
+        self.whole(state).await
     }
 
     /// The state of a run (running or closed).
     pub async fn run_state(&self, workflow_id: &str) -> Result<RunState, ApprovalsError> {
-        self.run_handle(workflow_id)
+        let state = self
+            .run_handle(workflow_id)
             .query(RunStateQuery, (), WorkflowQueryOptions::default())
             .await
-            .map_err(|e| error::from_query(e, workflow_id))
+            .map_err(|e| error::from_query(e, workflow_id))?;
+        self.whole(state).await
     }
 
     /// Lists runs, newest first, optionally only those with a

@@ -41,6 +41,9 @@ use temporalio_common::data_converters::{
 use temporalio_common::protos::temporal::api::common::v1::Payload;
 use temporalio_common::protos::temporal::api::common::v1::payload::ExternalPayloadDetails;
 
+pub mod transcript;
+pub use transcript::{TranscriptError, TranscriptStore};
+
 /// The environment variable that names the payload store (the same URL as
 /// `--payload-store`).
 pub const ENV_PAYLOAD_STORE: &str = "COUNTERSIGN_PAYLOAD_STORE";
@@ -269,11 +272,62 @@ impl PayloadStore {
     /// The key of bytes with SHA-256 `hex`: `[prefix/]v0/d/sha256/<hex>`, as
     /// Temporal's S3 driver names objects it stores without a context.
     pub fn key_of(&self, hex: &str) -> String {
+        self.key_in("v0/d/sha256", hex)
+    }
+
+    /// The key of bytes with SHA-256 `hex` in the store's `folder`.
+    fn key_in(&self, folder: &str, hex: &str) -> String {
         if self.prefix.is_empty() {
-            format!("v0/d/sha256/{hex}")
+            format!("{folder}/{hex}")
         } else {
-            format!("{}/v0/d/sha256/{hex}", self.prefix)
+            format!("{}/{folder}/{hex}", self.prefix)
         }
+    }
+
+    /// Writes `bytes` under `key` unless something is there already (keys
+    /// are content hashes: what is there is the same bytes).
+    async fn put_once(&self, key: &str, bytes: Vec<u8>) -> Result<(), PayloadStoreError> {
+        let location = StorePath::parse(key).map_err(|e| self.write_error(key, e))?;
+        if self.store.head(&location).await.is_err() {
+            self.store
+                .put(&location, bytes.into())
+                .await
+                .map_err(|e| self.write_error(key, e))?;
+        }
+        Ok(())
+    }
+
+    /// Reads `key`, refusing more than `max` bytes and bytes whose SHA-256
+    /// is not `sha256`.
+    async fn get_verified(
+        &self,
+        key: &str,
+        sha256: &str,
+        max: usize,
+    ) -> Result<bytes::Bytes, PayloadStoreError> {
+        let location = StorePath::parse(key).map_err(|e| self.read_error(key, e))?;
+        let found = self
+            .store
+            .get(&location)
+            .await
+            .map_err(|e| self.read_error(key, e))?;
+        if found.meta.size > max as u64 {
+            return Err(self.read_error(
+                key,
+                format!("{} bytes, over the limit of {max}", found.meta.size),
+            ));
+        }
+        let bytes = found.bytes().await.map_err(|e| self.read_error(key, e))?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if !actual.eq_ignore_ascii_case(sha256) {
+            return Err(PayloadStoreError::HashMismatch {
+                store: self.url.clone(),
+                key: key.to_string(),
+                expected: sha256.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes)
     }
 
     /// Stores `payload` when it is at least the threshold and answers its
@@ -289,14 +343,7 @@ impl PayloadStore {
         let bytes = payload.encode_to_vec();
         let hex = hex::encode(Sha256::digest(&bytes));
         let key = self.key_of(&hex);
-        let location = StorePath::parse(&key).map_err(|e| self.write_error(&key, e))?;
-        // Content-addressed: the same bytes are written once.
-        if self.store.head(&location).await.is_err() {
-            self.store
-                .put(&location, bytes.into())
-                .await
-                .map_err(|e| self.write_error(&key, e))?;
-        }
+        self.put_once(&key, bytes).await?;
         Ok(self.reference_payload(&key, &hex, size as u64))
     }
 
@@ -364,31 +411,9 @@ impl PayloadStore {
             )));
         }
         let key = &reference.key;
-        let location = StorePath::parse(key).map_err(|e| self.read_error(key, e))?;
-        let found = self
-            .store
-            .get(&location)
-            .await
-            .map_err(|e| self.read_error(key, e))?;
-        if found.meta.size > MAX_STORED_PAYLOAD_BYTES as u64 {
-            return Err(self.read_error(
-                key,
-                format!(
-                    "{} bytes, over the limit of {MAX_STORED_PAYLOAD_BYTES}",
-                    found.meta.size
-                ),
-            ));
-        }
-        let bytes = found.bytes().await.map_err(|e| self.read_error(key, e))?;
-        let actual = hex::encode(Sha256::digest(&bytes));
-        if !actual.eq_ignore_ascii_case(&reference.sha256) {
-            return Err(PayloadStoreError::HashMismatch {
-                store: self.url.clone(),
-                key: key.clone(),
-                expected: reference.sha256,
-                actual,
-            });
-        }
+        let bytes = self
+            .get_verified(key, &reference.sha256, MAX_STORED_PAYLOAD_BYTES)
+            .await?;
         Payload::decode(bytes).map_err(|e| self.read_error(key, format!("not a payload: {e}")))
     }
 }

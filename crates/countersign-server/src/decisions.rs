@@ -203,7 +203,9 @@ impl From<ApprovalsError> for DecisionError {
             | ApprovalsError::InvalidListing(_)
             | ApprovalsError::TooLarge(_) => DecisionError::Invalid(message),
             ApprovalsError::Connection(_) => DecisionError::Unavailable(message),
-            ApprovalsError::Temporal(_) => DecisionError::Temporal(message),
+            ApprovalsError::Temporal(_) | ApprovalsError::Transcript(_) => {
+                DecisionError::Temporal(message)
+            }
         }
     }
 }

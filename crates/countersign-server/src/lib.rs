@@ -107,9 +107,11 @@ impl AppState {
     }
 
     /// The same state, resolving payload references from `store` in
-    /// `POST /codec/decode` (the client in `approvals` should use the same
-    /// store: `countersign_payloads::install`).
+    /// `POST /codec/decode` and reading the transcripts runs keep in it
+    /// (`GET /runs/{id}` gives the whole conversation). The client in
+    /// `approvals` should use the same store: `countersign_payloads::install`.
     pub fn with_payload_store(mut self, store: countersign_payloads::PayloadStore) -> Self {
+        self.approvals = self.approvals.with_transcripts(store.transcripts());
         self.payload_store = Some(store);
         self
     }

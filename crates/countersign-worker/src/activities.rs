@@ -7,7 +7,9 @@ use crate::model::{ModelError, ModelTurn, ModelTurnRequest, play_turn};
 use crate::notify::{NotifyOutcome, NotifyRequest};
 use crate::registry::{AgentLookup, AgentRegistry, ResolvedAgent};
 use crate::tools::{ToolError, ToolInvocation, ToolOutput, run_tool};
+use countersign_payloads::TranscriptError;
 use countersign_policy::agent::AgentFile;
+use countersign_proto::TranscriptRef;
 use countersign_proto::contract::workflow_id_of_approval;
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +34,52 @@ impl CountersignActivities {
             .build()
             .unwrap_or_default();
         Self { http, agents }
+    }
+}
+
+impl CountersignActivities {
+    /// The request with its whole transcript (the stored part read from the
+    /// payload store), and, when the request asks, the reference to the
+    /// stored transcript now ending with the request's new entries.
+    async fn whole_transcript(
+        &self,
+        mut request: ModelTurnRequest,
+    ) -> Result<(ModelTurnRequest, Option<TranscriptRef>), ApplicationFailure> {
+        if request.stored_transcript.is_none() && !request.store_transcript {
+            return Ok((request, None));
+        }
+        let Some(transcripts) = self.agents.transcripts() else {
+            // Another worker of the fleet may have the store: retried.
+            return Err(ApplicationFailure::new(
+                "this run keeps its transcript in a payload store and this worker has none: \
+                 start the worker with --payload-store URL (COUNTERSIGN_PAYLOAD_STORE), the same \
+                 store as the rest of the fleet",
+            ));
+        };
+        let failure = |e: TranscriptError| {
+            if e.is_transient() {
+                ApplicationFailure::new(e.to_string())
+            } else {
+                ApplicationFailure::non_retryable(e.to_string())
+            }
+        };
+        let previous = request.stored_transcript.take();
+        let stored = match (request.store_transcript, request.transcript.is_empty()) {
+            (true, false) => Some(
+                transcripts
+                    .append(previous.as_ref(), request.transcript.clone())
+                    .await
+                    .map_err(failure)?,
+            ),
+            (true, true) => previous.clone(),
+            (false, _) => None,
+        };
+        if let Some(previous) = &previous {
+            let mut whole = transcripts.load(previous).await.map_err(failure)?;
+            whole.append(&mut request.transcript);
+            request.transcript = whole;
+        }
+        Ok((request, stored))
     }
 }
 
@@ -141,21 +189,28 @@ impl CountersignActivities {
     }
 
     /// One model turn. Rate limits and server errors are retried by
-    /// Temporal with backoff; a request the provider refuses is not.
+    /// Temporal with backoff; a request the provider refuses is not. A run
+    /// that keeps its transcript in the payload store sends only what is new
+    /// (see [`ModelTurnRequest::stored_transcript`]): the turn reads the
+    /// stored part, stores the new part, then plays the whole.
     #[activity(name = "model_turn")]
     pub async fn model_turn(
         self: Arc<Self>,
         ctx: ActivityContext,
         request: ModelTurnRequest,
     ) -> Result<ModelTurn, ActivityError> {
-        until_cancelled(&ctx, heartbeating(&ctx, play_turn(&self.http, &request)))
+        let work = async {
+            let (request, stored) = self.whole_transcript(request).await?;
+            let mut turn = play_turn(&self.http, &request).await.map_err(|e| match e {
+                ModelError::Retryable(message) => ApplicationFailure::new(message),
+                ModelError::Fatal(message) => ApplicationFailure::non_retryable(message),
+            })?;
+            turn.stored_transcript = stored;
+            Ok::<_, ApplicationFailure>(turn)
+        };
+        until_cancelled(&ctx, heartbeating(&ctx, work))
             .await?
-            .map_err(|e| {
-                ActivityError::from(match e {
-                    ModelError::Retryable(message) => ApplicationFailure::new(message),
-                    ModelError::Fatal(message) => ApplicationFailure::non_retryable(message),
-                })
-            })
+            .map_err(ActivityError::from)
     }
 
     /// Announces an approval (Slack, webhook). Never fails: problems are

@@ -12,6 +12,7 @@
 //! when the worker allows them ([`AgentRegistry::allowing_inline`]): an
 //! inline agent chooses its own commands, URLs, approvers and policy.
 
+use countersign_payloads::{PayloadStore, TranscriptStore};
 use countersign_policy::Agent;
 use countersign_policy::agent::{AgentFile, AgentFileError};
 use countersign_proto::signing::{InvalidKeyId, KeyError, TrustedKeys, parse_verifying_key};
@@ -174,7 +175,8 @@ pub struct AgentRegistry {
     agents: BTreeMap<String, (Agent, PathBuf)>,
     allow_inline: bool,
     trusted_keys: TrustedKeys,
-    payload_store: bool,
+    /// Where runs keep their transcripts, when the worker has a payload store.
+    transcripts: Option<TranscriptStore>,
 }
 
 impl AgentRegistry {
@@ -259,14 +261,21 @@ impl AgentRegistry {
     /// worker's client has a payload store (see
     /// [`ResolvedAgent::payload_store`]). Set it exactly when the client's
     /// data converter has the store's codec (`countersign_payloads::install`).
-    pub fn with_payload_store(mut self, store: bool) -> Self {
-        self.payload_store = store;
+    /// Runs then also keep their transcripts in it (the `model_turn`
+    /// activity reads and writes them).
+    pub fn with_payload_store(mut self, store: Option<&PayloadStore>) -> Self {
+        self.transcripts = store.map(PayloadStore::transcripts);
         self
     }
 
     /// Whether runs are told that large payloads go to a payload store.
     pub fn has_payload_store(&self) -> bool {
-        self.payload_store
+        self.transcripts.is_some()
+    }
+
+    /// Where runs keep their transcripts, when the worker has a payload store.
+    pub fn transcripts(&self) -> Option<&TranscriptStore> {
+        self.transcripts.as_ref()
     }
 
     /// The public keys trusted to sign decisions.
@@ -312,14 +321,14 @@ impl AgentRegistry {
             return Ok(ResolvedAgent {
                 definition: None,
                 trusted_keys: self.trusted_keys.clone(),
-                payload_store: self.payload_store,
+                payload_store: self.transcripts.is_some(),
             });
         }
         match self.get(&lookup.name) {
             Some(agent) => Ok(ResolvedAgent {
                 definition: Some(Box::new(agent.file().clone())),
                 trusted_keys: self.trusted_keys.clone(),
-                payload_store: self.payload_store,
+                payload_store: self.transcripts.is_some(),
             }),
             None => Err(ResolveError::Unknown {
                 name,

@@ -277,9 +277,19 @@ impl AgentRun {
             }
         }
         publish(ctx);
+        // With a payload store, the transcript's start lives in the store
+        // and each turn sends only what is new (a new command shape: runs
+        // recorded before keep theirs).
+        let by_reference =
+            ctx.state(|s| s.payload_store) && ctx.patched(payload_limit::PATCH_TRANSCRIPT_STORE);
+        // What this run's history holds of its turns, to continue as new
+        // before it passes payload_limit::CONTINUE_AS_NEW_AFTER_BYTES.
+        let mut turn_bytes = 0usize;
         let max_turns = ctx.state(|s| s.agent().max_turns);
         while ctx.state(|s| s.turns_taken) < max_turns {
-            if should_continue_as_new(ctx) {
+            if should_continue_as_new(ctx)
+                || (by_reference && turn_bytes >= payload_limit::CONTINUE_AS_NEW_AFTER_BYTES)
+            {
                 return continue_as_new(ctx);
             }
             let request = ctx.state(|s| ModelTurnRequest {
@@ -291,6 +301,8 @@ impl AgentRun {
                 instructions: s.model_instructions(),
                 transcript: s.state.transcript.clone(),
                 tools: s.catalog.iter().map(tool_spec).collect(),
+                stored_transcript: s.state.stored_transcript.clone(),
+                store_transcript: by_reference,
             });
             if let Some(problem) = oversized(
                 ctx,
@@ -299,6 +311,8 @@ impl AgentRun {
             ) {
                 return finish_failed(ctx, problem);
             }
+            let sent = request.transcript.len();
+            turn_bytes += payload_limit::serialized_size(&request);
             let turn = scoped::activity(
                 ctx,
                 CountersignActivities::model_turn,
@@ -310,6 +324,7 @@ impl AgentRun {
             let ModelTurn {
                 content,
                 tool_calls,
+                stored_transcript,
             } = match turn {
                 Ok(turn) => turn,
                 Err(_) if is_cancelled(ctx) => return finish_cancelled(ctx),
@@ -317,6 +332,27 @@ impl AgentRun {
                     return finish_failed(ctx, format!("model turn failed: {}", root_cause(&e)));
                 }
             };
+            turn_bytes += content.len() + payload_limit::serialized_size(&tool_calls);
+            if by_reference {
+                match stored_transcript
+                    .filter(|r| countersign_payloads::transcript::check_ref(r).is_ok())
+                {
+                    // The entries sent are in the store now: the run keeps
+                    // only the reference.
+                    Some(stored) => ctx.state_mut(|s| {
+                        s.state.transcript.drain(..sent);
+                        s.state.stored_transcript = Some(stored);
+                    }),
+                    None => {
+                        return finish_failed(
+                            ctx,
+                            "model turn failed: its answer has no valid reference to the stored \
+                             transcript"
+                                .into(),
+                        );
+                    }
+                }
+            }
             ctx.state_mut(|s| {
                 s.state
                     .transcript
@@ -341,6 +377,11 @@ impl AgentRun {
             if is_cancelled(ctx) || outputs.iter().any(Result::is_err) {
                 return finish_cancelled(ctx);
             }
+            turn_bytes += outputs
+                .iter()
+                .flatten()
+                .map(|output| output.content.len())
+                .sum::<usize>();
             ctx.state_mut(|s| {
                 for (plan, output) in plans.iter().zip(outputs.into_iter().flatten()) {
                     s.state.transcript.push(TranscriptEntry {

@@ -198,6 +198,7 @@ async fn parallel_tool_calls_round_trip_through_encoded_names() {
                     arguments: json!({"id": "T-1"}),
                 },
             ],
+            stored_transcript: None,
         }
     );
     let received = provider.received.lock().unwrap();
@@ -272,6 +273,7 @@ async fn a_follow_up_carries_the_calls_and_their_results_and_gets_the_answer() {
         ModelTurn {
             content: "Ticket T-1 is open; I did not email Bob.".into(),
             tool_calls: vec![],
+            stored_transcript: None,
         }
     );
 

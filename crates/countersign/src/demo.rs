@@ -160,7 +160,7 @@ pub async fn dev(args: DevArgs, payload_store: Option<&str>) -> Result<()> {
     let registry = AgentRegistry::load_with_env(&agents_dir, &env)
         .with_context(|| format!("loading the agents in {}", agents_dir.display()))?
         .allowing_inline(true)
-        .with_payload_store(payload_store.is_some());
+        .with_payload_store(payload_store.as_ref());
     eprintln!(
         "• agents served from {}: {}",
         agents_dir.display(),

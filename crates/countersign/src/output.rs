@@ -107,6 +107,12 @@ pub fn run_text(r: &RunState) -> String {
         out.push_str(&format!("notice: {notice}\n"));
     }
     out.push_str("transcript:\n");
+    if let Some(stored) = &r.stored_transcript {
+        out.push_str(&format!(
+            "  ({} earlier entries are in the payload store: give the workers' --payload-store URL to see them)\n",
+            stored.entries
+        ));
+    }
     for e in &r.transcript {
         match e.role.as_str() {
             "assistant" => {

@@ -26,7 +26,11 @@ pub fn install(client: &mut temporalio_client::Client, store: Option<&PayloadSto
 pub async fn connect_approvals(store: Option<&PayloadStore>) -> Result<Approvals> {
     let mut client = countersign_approvals::connect_from_env().await?;
     install(&mut client, store);
-    Ok(Approvals::new(client))
+    let approvals = Approvals::new(client);
+    Ok(match store {
+        Some(store) => approvals.with_transcripts(store.transcripts()),
+        None => approvals,
+    })
 }
 
 /// `error`, with a hint to name the payload store when a client without one

@@ -230,7 +230,7 @@ pub async fn run(
     // A broken agent file stops the worker before it connects.
     let agents = load_registry(args.agents.as_deref(), args.allow_inline_agents)?
         .with_trusted_keys(load_trusted_keys(args.trusted_keys.as_deref())?)
-        .with_payload_store(payload_store.is_some());
+        .with_payload_store(payload_store.as_ref());
     let settings = countersign_approvals::connection_settings_from_env()?;
     let server = settings.summary();
     let mut client = countersign_approvals::connect_with(settings).await?;

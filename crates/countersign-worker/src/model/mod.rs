@@ -5,7 +5,7 @@
 //! function of the transcript, so a retried or replayed turn answers the same.
 
 use countersign_policy::agent::{ModelConfig, ScriptedStep};
-use countersign_proto::TranscriptEntry;
+use countersign_proto::{TranscriptEntry, TranscriptRef};
 use serde::{Deserialize, Serialize};
 
 pub mod openai;
@@ -17,11 +17,21 @@ pub struct ModelTurnRequest {
     pub model: ModelConfig,
     /// The agent's system prompt.
     pub instructions: String,
-    /// The conversation so far.
+    /// The conversation so far; with `stored_transcript`, only what came
+    /// after the stored part.
     pub transcript: Vec<TranscriptEntry>,
     /// The tools the model may call.
     #[serde(default)]
     pub tools: Vec<ToolSpec>,
+    /// The start of the conversation, kept in the payload store (issue 16):
+    /// the activity reads it and puts `transcript` after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_transcript: Option<TranscriptRef>,
+    /// Store `transcript` after `stored_transcript` and answer the
+    /// reference to the whole ([`ModelTurn::stored_transcript`]), so the
+    /// next turn's input carries only what is new.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub store_transcript: bool,
 }
 
 /// A tool as offered to a model.
@@ -65,6 +75,10 @@ pub struct ModelTurn {
     pub content: String,
     /// The tools it wants to call; empty means this is the final answer.
     pub tool_calls: Vec<RequestedCall>,
+    /// For a request with `store_transcript`: the stored transcript, now
+    /// ending with the request's `transcript`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_transcript: Option<TranscriptRef>,
 }
 
 /// Plays one turn of the request's model given the transcript.
@@ -132,6 +146,7 @@ pub fn scripted_turn(steps: &[ScriptedStep], transcript: &[TranscriptEntry]) -> 
         return ModelTurn {
             content: "(the script has no more steps)".into(),
             tool_calls: vec![],
+            stored_transcript: None,
         };
     };
     let content = step
@@ -151,6 +166,7 @@ pub fn scripted_turn(steps: &[ScriptedStep], transcript: &[TranscriptEntry]) -> 
     ModelTurn {
         content,
         tool_calls,
+        stored_transcript: None,
     }
 }
 

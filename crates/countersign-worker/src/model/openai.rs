@@ -237,6 +237,7 @@ fn parse_turn(
     Some(ModelTurn {
         content,
         tool_calls,
+        stored_transcript: None,
     })
 }
 

@@ -32,6 +32,19 @@ pub const MAX_CALL_ARGUMENTS_BYTES: usize = 256 * 1024;
 /// by an older worker ends as Failed once this version replays it.
 pub(super) const PATCH_PAYLOAD_LIMIT: &str = "payload-limit";
 
+/// Runs whose worker has a payload store keep their transcript's start in
+/// it (`countersign_payloads::transcript`): each model turn's input carries
+/// a reference and the entries new since the last turn, not the whole
+/// transcript. Recorded by every such run from this version on.
+pub(super) const PATCH_TRANSCRIPT_STORE: &str = "transcript-store";
+
+/// A run that keeps its transcript in the payload store continues as new
+/// once its turns put this much into its history (model turn inputs and
+/// answers, tool results: 512 KiB), so each run's history stays well under
+/// a megabyte however long the agent works. The next run carries the
+/// transcript's reference, not the transcript.
+pub const CONTINUE_AS_NEW_AFTER_BYTES: usize = 512 * 1024;
+
 /// The largest payload a run sends when its worker has a payload store: the
 /// store's limit less 1 MiB for the payload's metadata (a payload over the
 /// store's threshold travels as a reference of a few hundred bytes; one the
