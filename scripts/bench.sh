@@ -18,6 +18,11 @@
 # `GET /approvals?pageSize=100` page and the dashboard's first page, with
 # the worker running and stopped, and the worker's RSS. Output:
 # bench/results/inbox.{json,png}.
+#
+# `scripts/bench.sh payloads` runs the payload benchmark (issue 16): agents
+# of 10, 100 and 200 turns reading 4 KB or 64 KB a turn, with and without a
+# payload store; history and store bytes. Output:
+# bench/results/payloads.json (see crates/countersign/benches/payloads.rs).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -35,6 +40,16 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import temporalio, 
 fi
 
 echo "bench: load average before: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) CPUs" >&2
+if [[ "${1:-}" == "payloads" ]]; then
+  export COUNTERSIGN_BENCH_OUT="$target/bench/payloads.json"
+  cargo bench -p countersign --bench payloads >/dev/null
+  if [[ -z "${BENCH_NO_COPY:-}" ]]; then
+    mkdir -p bench/results
+    cp "$target/bench/payloads.json" bench/results/
+    echo "bench: results in bench/results/payloads.json" >&2
+  fi
+  exit 0
+fi
 if [[ "${1:-}" == "inbox" ]]; then
   export COUNTERSIGN_BENCH_PHASES=waiting
   export COUNTERSIGN_BENCH_OUT="$target/bench/inbox.json"

@@ -557,9 +557,105 @@ async fn stored_payloads_are_read_by_run_show_and_the_codec_endpoint() -> Result
                 .is_none_or(|(encoding, _)| encoding == "json/protobuf"),
             "the codec endpoint answered without a token"
         );
-        Ok(())
+
+        // The Web UI calls it from the browser: its origin gets CORS and
+        // the dashboard session counts; any other origin gets neither.
+        let result = runs
+            .last()
+            .and_then(|run| run.last())
+            .and_then(|event| match &event.attributes {
+                Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => {
+                    a.result.as_ref()?.payloads.first().cloned()
+                }
+                _ => None,
+            })
+            .context("the run's result payload")?;
+        browser_calls_codec(&env, &store, &result).await
     })
     .await
+}
+
+/// What a browser gets from `/codec/decode`, by origin and credentials.
+async fn browser_calls_codec(
+    env: &TestEnv,
+    store: &countersign_payloads::PayloadStore,
+    reference: &temporalio_common::protos::temporal::api::common::v1::Payload,
+) -> Result<()> {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use base64::Engine;
+    use tower::ServiceExt;
+    const WEB_UI: &str = "http://localhost:8233";
+    let state =
+        crate::http_api::state(env, &format!("[codec]\nweb_ui_origins = [\"{WEB_UI}\"]\n"))?
+            .with_payload_store(store.clone());
+    let session = state.sessions.issue_now(&state.config.reviewers[0]);
+    let app = countersign_server::app(state);
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let body = serde_json::json!({"payloads": [{
+        "metadata": reference
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), encode(v)))
+            .collect::<std::collections::BTreeMap<_, _>>(),
+        "data": encode(&reference.data),
+    }]})
+    .to_string();
+    let send = |method: &str, origin: &str, cookie: bool| {
+        let mut request = Request::builder()
+            .method(method)
+            .uri("/codec/decode")
+            .header(header::ORIGIN, origin)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header("x-namespace", "default");
+        if cookie {
+            request = request.header(
+                header::COOKIE,
+                format!(
+                    "{}={session}",
+                    countersign_server::dashboard::SESSION_COOKIE
+                ),
+            );
+        }
+        let body = if method == "POST" {
+            Body::from(body.clone())
+        } else {
+            Body::empty()
+        };
+        app.clone().oneshot(request.body(body).expect("a request"))
+    };
+    let allowed_origin = |response: &axum::response::Response| {
+        response
+            .headers()
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .map(|v| v.to_str().unwrap_or_default().to_string())
+    };
+
+    let preflight = send("OPTIONS", WEB_UI, false).await?;
+    assert_eq!(preflight.status(), StatusCode::NO_CONTENT);
+    assert_eq!(allowed_origin(&preflight).as_deref(), Some(WEB_UI));
+    let foreign = send("OPTIONS", "http://evil.example", false).await?;
+    assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    assert_eq!(allowed_origin(&foreign), None);
+
+    let decoded = send("POST", WEB_UI, true).await?;
+    assert_eq!(decoded.status(), StatusCode::OK);
+    assert_eq!(allowed_origin(&decoded).as_deref(), Some(WEB_UI));
+    let answer: serde_json::Value =
+        serde_json::from_slice(&axum::body::to_bytes(decoded.into_body(), 1 << 24).await?)?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(answer["payloads"][0]["data"].as_str().context("data")?)?;
+    let result: serde_json::Value = serde_json::from_slice(&data)?;
+    assert_eq!(result["finalAnswer"], "Read it all.");
+
+    // The session cookie counts only from the listed origin.
+    let cross = send("POST", "http://evil.example", true).await?;
+    assert_eq!(cross.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(allowed_origin(&cross), None);
+    let anonymous = send("POST", WEB_UI, false).await?;
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(allowed_origin(&anonymous).as_deref(), Some(WEB_UI));
+    Ok(())
 }
 
 #[tokio::test]

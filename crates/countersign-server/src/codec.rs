@@ -6,14 +6,24 @@
 //! The body is `{"payloads": [Payload, …]}` in the proto3 JSON mapping
 //! (`metadata` values and `data` in base64); the answer has the same shape,
 //! each reference replaced by the payload it names (read from the store and
-//! checked against its hash), every other payload as it came. Like the rest
-//! of the JSON API it takes a reviewer's bearer token only: stored payloads
+//! checked against its hash), every other payload as it came. It takes a
+//! reviewer's bearer token, like the rest of the JSON API: stored payloads
 //! are run data.
+//!
+//! The Temporal Web UI calls it from the browser ("Codec Server browser
+//! endpoint"): pages from the origins in `[codec] web_ui_origins` may (CORS,
+//! with credentials), and a reviewer signed in to the dashboard is
+//! authenticated by the session cookie the browser sends along ("Include
+//! cross-origin credentials"). Pages from any other origin get no CORS
+//! headers, so the browser shows them nothing, and the cookie counts only
+//! for the listed origins. Decoding reads and changes nothing.
 
 use crate::auth::Authenticated;
 use crate::{AppState, Problem};
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine;
@@ -31,7 +41,94 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// The routes of the codec endpoint.
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/codec/decode", post(decode))
+    Router::new().route("/codec/decode", post(decode).options(preflight))
+}
+
+/// The request's `Origin` when it is one of `[codec] web_ui_origins`.
+fn allowed_origin(headers: &HeaderMap, state: &AppState) -> Option<HeaderValue> {
+    let origin = headers.get(header::ORIGIN)?;
+    state
+        .config
+        .codec
+        .web_ui_origins
+        .iter()
+        .any(|allowed| origin.as_bytes() == allowed.as_str().as_bytes())
+        .then(|| origin.clone())
+}
+
+/// `response` with the CORS headers for `origin` (an allowed one).
+fn with_cors(mut response: Response, origin: Option<HeaderValue>) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    if let Some(origin) = origin {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        headers.insert(
+            header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+            HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
+/// The browser's preflight: allowed origins may POST JSON with the headers
+/// the Web UI sends; others are refused without CORS headers.
+async fn preflight(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let Some(origin) = allowed_origin(&headers, &state) else {
+        return with_cors(StatusCode::FORBIDDEN.into_response(), None);
+    };
+    let mut response = with_cors(StatusCode::NO_CONTENT.into_response(), Some(origin));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("POST, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("content-type, authorization, x-namespace"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    response
+}
+
+/// Who is asking: a bearer token's reviewer, or, from an allowed Web UI
+/// origin, the reviewer signed in to the dashboard.
+fn authenticate(
+    parts: &axum::http::request::Parts,
+    state: &AppState,
+    from_web_ui: bool,
+) -> Result<(), Problem> {
+    if let Some(token) = Authenticated::token_of(parts) {
+        return match state.config.reviewer_by_token(&token) {
+            Some(_) => Ok(()),
+            None => Err(Problem::unauthorized("unknown token")),
+        };
+    }
+    if from_web_ui && crate::dashboard::session_reviewer(parts, state).is_some() {
+        return Ok(());
+    }
+    Err(Problem::unauthorized(
+        "no credentials: send `Authorization: Bearer <token>`, or sign in to the dashboard and \
+         call from a Web UI listed in `[codec] web_ui_origins`",
+    ))
+}
+
+/// Replaces each reference by the payload it names.
+async fn decode(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let origin = allowed_origin(&parts.headers, &state);
+    let answer = async {
+        authenticate(&parts, &state, origin.is_some())?;
+        let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                Problem::bad_request(format!("the body is over {MAX_BODY_BYTES} bytes"))
+            })?;
+        decode_payloads(&state, body).await
+    };
+    with_cors(answer.await.into_response(), origin)
 }
 
 /// One payload in the proto3 JSON mapping.
@@ -104,12 +201,8 @@ fn to_json(payload: Payload) -> JsonPayload {
     }
 }
 
-/// Replaces each reference by the payload it names.
-async fn decode(
-    State(state): State<AppState>,
-    _reviewer: Authenticated,
-    body: Bytes,
-) -> Result<Json<JsonPayloads>, Problem> {
+/// The answer to a decode request's body.
+async fn decode_payloads(state: &AppState, body: Bytes) -> Result<Json<JsonPayloads>, Problem> {
     if body.len() > MAX_BODY_BYTES {
         return Err(Problem::bad_request(format!(
             "the body is over {MAX_BODY_BYTES} bytes"

@@ -46,6 +46,84 @@ pub struct ServerConfig {
     /// unsigned (agents with `require_signed_decisions` refuse them).
     #[serde(default)]
     pub signing: Option<SigningConfig>,
+    /// Who may call the codec endpoint from a browser (the Temporal Web UI).
+    #[serde(default)]
+    pub codec: CodecConfig,
+}
+
+/// The codec endpoint's browser callers (`POST /codec/decode`).
+///
+/// ```toml
+/// [codec]
+/// web_ui_origins = ["https://temporal.example.com"]   # the Web UI's origin
+/// ```
+///
+/// A page from one of these origins may call the endpoint (CORS) and is
+/// authenticated by the reviewer's dashboard session (the Web UI's "Include
+/// cross-origin credentials" setting) as well as by a bearer token. None by
+/// default: only the `temporal` CLI and other non-browser clients, with a
+/// token.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodecConfig {
+    /// The origins (`scheme://host[:port]`) of Web UIs allowed to call it.
+    #[serde(default)]
+    pub web_ui_origins: Vec<WebOrigin>,
+}
+
+/// A web origin, `http://host[:port]` or `https://host[:port]`, lower-case,
+/// with no path, query or trailing slash: the form browsers send in
+/// `Origin`, so a header matches by equality.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct WebOrigin(String);
+
+impl WebOrigin {
+    /// The most characters an origin may have.
+    pub const MAX_LEN: usize = 256;
+
+    /// Parses `text` as a web origin.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let refuse = |why: &str| {
+            Err(format!(
+                "`{}` is not a web origin ({why}); expected e.g. `http://localhost:8233`",
+                text.chars().take(64).collect::<String>()
+            ))
+        };
+        if text.len() > Self::MAX_LEN {
+            return refuse("too long");
+        }
+        let Some((scheme, rest)) = text.split_once("://") else {
+            return refuse("no scheme");
+        };
+        if scheme != "http" && scheme != "https" {
+            return refuse("not http or https");
+        }
+        let host_port = rest.strip_suffix('/').unwrap_or(rest);
+        if host_port.is_empty()
+            || !host_port
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        {
+            return refuse("a host and an optional port only");
+        }
+        Ok(Self(format!(
+            "{scheme}://{}",
+            host_port.to_ascii_lowercase()
+        )))
+    }
+
+    /// The origin as browsers send it.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for WebOrigin {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::parse(&text)
+    }
 }
 
 /// The key `countersign serve` signs every decision with.

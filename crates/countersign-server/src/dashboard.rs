@@ -189,6 +189,12 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+/// The reviewer signed in to the dashboard, if the request has a valid
+/// session cookie (the codec endpoint takes it from allowed Web UIs).
+pub(crate) fn session_reviewer(parts: &Parts, state: &AppState) -> Option<Reviewer> {
+    session_of(parts, state).map(|session| session.reviewer)
+}
+
 /// The session, if the request has a valid one.
 struct MaybeSession(Option<Session>);
 

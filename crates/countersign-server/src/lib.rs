@@ -22,7 +22,7 @@ use axum::routing::get;
 use countersign_approvals::Approvals;
 use std::sync::Arc;
 
-pub use config::{ConfigError, Reviewer, ServerConfig, SigningConfig};
+pub use config::{CodecConfig, ConfigError, Reviewer, ServerConfig, SigningConfig, WebOrigin};
 pub use problem::Problem;
 pub use session::{SessionKey, SessionKeyError};
 

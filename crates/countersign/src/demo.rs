@@ -248,6 +248,17 @@ async fn serve_dashboard(
             groups: vec![],
             slack_user_id: None,
         }],
+        // The dev server's Web UI may show stored payloads through
+        // `/codec/decode` (its "Codec Server browser endpoint" setting).
+        codec: countersign_server::CodecConfig {
+            web_ui_origins: ["localhost", "127.0.0.1"]
+                .iter()
+                .filter_map(|host| {
+                    countersign_server::WebOrigin::parse(&format!("http://{host}:{}", args.ui_port))
+                        .ok()
+                })
+                .collect(),
+        },
         ..Default::default()
     };
     let token_file = args.state_dir.join("dev-token");
