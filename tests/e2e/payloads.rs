@@ -338,7 +338,7 @@ async fn with_a_payload_store_a_200_turn_run_completes_with_small_histories() ->
         // little more than the 64 KB results.
         assert!(segments >= TURNS, "{segments} segments");
         assert!(
-            segment_bytes >= TURNS * FILE_BYTES && segment_bytes < TURNS * (FILE_BYTES + 4096),
+            (TURNS * FILE_BYTES..TURNS * (FILE_BYTES + 4096)).contains(&segment_bytes),
             "{segment_bytes} bytes of segments"
         );
         // Linear: each turn's result is in history twice (the tool's answer,

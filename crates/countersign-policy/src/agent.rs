@@ -192,6 +192,13 @@ pub struct OpenAiModel {
     /// How long one request may take (default 60 s); a timeout is retried.
     #[serde(default, with = "optional_duration_text")]
     pub timeout: Option<Duration>,
+    /// How many bytes of conversation one request may carry (default
+    /// 400,000, about 100,000 tokens). Past it, the contents of the oldest
+    /// tool results (then assistant messages) are replaced by placeholders
+    /// and the model is told; the user's request and the latest turn are
+    /// always sent whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_bytes: Option<u64>,
 }
 
 /// One turn of a scripted model.

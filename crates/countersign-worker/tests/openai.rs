@@ -85,6 +85,7 @@ fn model(base_url: &str, api_key_env: Option<&str>) -> OpenAiModel {
         temperature: None,
         max_tokens: None,
         timeout: None,
+        context_bytes: None,
     }
 }
 
@@ -484,4 +485,65 @@ async fn an_unset_key_variable_is_fatal() {
     );
     assert!(message.contains(unset), "{message}");
     assert!(provider.received.lock().unwrap().is_empty());
+}
+
+/// A conversation over the model's `context_bytes` goes out with the oldest
+/// tool results replaced by placeholders and a note in the system message;
+/// the latest result is sent whole.
+#[tokio::test]
+async fn a_conversation_over_the_context_is_compacted_and_the_model_told() {
+    let (base_url, provider) = start(Box::new(|_| {
+        completion(json!({"role": "assistant", "content": "done"}), "stop")
+    }))
+    .await;
+    let mut transcript = vec![entry("user", "read the log every turn")];
+    for turn in 0..20 {
+        let id = format!("call_{turn}");
+        transcript.push(TranscriptEntry {
+            role: "assistant".into(),
+            tool_calls: vec![call(&id, "tickets.getTicket", json!({"id": "T-1"}))],
+            ..Default::default()
+        });
+        transcript.push(result(
+            &id,
+            &format!("{turn}:{}", "y".repeat(10_000)),
+            false,
+        ));
+    }
+    let model = OpenAiModel {
+        context_bytes: Some(50_000),
+        ..model(&base_url, None)
+    };
+    let turn = chat_turn(
+        &reqwest::Client::new(),
+        &model,
+        "You read logs.",
+        &transcript,
+        &tools(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(turn.content, "done");
+    let (_, body) = provider.received.lock().unwrap().pop().unwrap();
+    let messages = body["messages"].as_array().unwrap();
+    // system + every entry: nothing is dropped, so calls keep their results.
+    assert_eq!(messages.len(), 1 + transcript.len());
+    let system = messages[0]["content"].as_str().unwrap();
+    assert!(system.starts_with("You read logs."), "{system}");
+    assert!(system.contains("replaced by placeholders"), "{system}");
+    let first_result = messages[3]["content"].as_str().unwrap();
+    assert!(
+        first_result.starts_with("[removed to fit"),
+        "{first_result}"
+    );
+    let last = messages.last().unwrap()["content"].as_str().unwrap();
+    assert!(
+        last.starts_with("19:yyy") && last.len() > 10_000,
+        "the latest result is whole"
+    );
+    let sent: usize = messages[1..]
+        .iter()
+        .map(|m| m["content"].as_str().map_or(0, str::len))
+        .sum();
+    assert!(sent <= 50_000, "{sent} bytes of conversation sent");
 }

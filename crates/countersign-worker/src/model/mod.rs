@@ -8,6 +8,7 @@ use countersign_policy::agent::{ModelConfig, ScriptedStep};
 use countersign_proto::{TranscriptEntry, TranscriptRef};
 use serde::{Deserialize, Serialize};
 
+pub mod compaction;
 pub mod openai;
 
 /// The input of the `model_turn` activity.

@@ -5,6 +5,7 @@
 //! Tool names like `gmail.send` are not valid function names, so each
 //! request encodes them (see [`ToolNames`]) and decodes the answer's.
 
+use super::compaction::{DEFAULT_CONTEXT_BYTES, compact};
 use super::{ModelError, ModelTurn, RequestedCall, ToolSpec};
 use countersign_policy::agent::OpenAiModel;
 use countersign_proto::{TranscriptEntry, struct_to_json};
@@ -36,7 +37,16 @@ pub async fn chat_turn(
         None => None,
     };
     let names = ToolNames::new(tools.iter().map(|t| t.name.as_str()));
-    let body = request_body(model, instructions, transcript, tools, &names);
+    let budget = model.context_bytes.map_or(DEFAULT_CONTEXT_BYTES, |b| {
+        usize::try_from(b).unwrap_or(usize::MAX)
+    });
+    let compacted = compact(transcript, budget);
+    let instructions = match (&compacted.note, instructions.is_empty()) {
+        (None, _) => instructions.to_string(),
+        (Some(note), true) => note.clone(),
+        (Some(note), false) => format!("{instructions}\n\n{note}"),
+    };
+    let body = request_body(model, &instructions, &compacted.transcript, tools, &names);
     let url = format!("{}/chat/completions", model.base_url.trim_end_matches('/'));
 
     let mut request = http
