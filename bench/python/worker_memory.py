@@ -58,6 +58,7 @@ SEARCH_ATTRIBUTES = [
     "CountersignApprovalIds=KeywordList",
     "CountersignAgent=Keyword",
     "CountersignRequester=Keyword",
+    "CountersignApprovers=KeywordList",
 ]
 DYNAMIC_CONFIG = [
     "history.transferProcessorMaxPollRPS=1000",

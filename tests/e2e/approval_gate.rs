@@ -379,3 +379,33 @@ async fn a_python_child_workflow_pays_only_what_the_gate_allows() -> Result<()> 
     })
     .await
 }
+
+/// A gate cancelled before its approval opens (here: before any worker
+/// picked it up) expires like one cancelled while it waits: EXPIRED, no
+/// approval, nothing to decide.
+#[tokio::test]
+async fn a_gate_cancelled_before_its_approval_opens_expires() -> Result<()> {
+    let env = TestEnv::new("gate-early-cancel").await?;
+    let registry = registry(&env)?;
+    let id = start_gate(
+        &env,
+        request("wire_transfer", json!({"amount": 10, "to": "acme"})),
+    )
+    .await?;
+    env.client
+        .get_workflow_handle::<countersign_approvals::ApprovalGateWorkflow>(&id)
+        .cancel(Default::default())
+        .await?;
+    env.with_worker_serving(registry, async {
+        let outcome = outcome(&env, &id).await?;
+        assert_eq!(outcome.state(), GateState::Expired, "{outcome:?}");
+        assert_eq!(
+            outcome.message,
+            "expired: the gate was cancelled before its approval opened"
+        );
+        assert!(outcome.approval_id.is_empty() && outcome.approval.is_none());
+        assert!(env.approvals.pending_of_run(&id).await?.is_empty());
+        env.record_and_replay(&id, "gate_cancel_early").await
+    })
+    .await
+}

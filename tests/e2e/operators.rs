@@ -236,6 +236,7 @@ async fn stored_histories_replay_on_current_code() -> Result<()> {
         "sub_agent.json",
         "worker_crash_stages.json",
         "transcript_store.json",
+        "gate_cancel_early.json",
     ] {
         assert!(
             replayed.iter().any(|r| r == expected),

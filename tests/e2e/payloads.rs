@@ -255,6 +255,14 @@ fn largest_payload(events: &[HistoryEvent]) -> usize {
         .unwrap_or(0)
 }
 
+/// A payload store in the folder `dir`.
+fn folder_store(dir: &tempfile::TempDir) -> Result<countersign_payloads::PayloadStore> {
+    Ok(countersign_payloads::PayloadStore::from_url(&format!(
+        "file://{}",
+        dir.path().display()
+    ))?)
+}
+
 /// The files under `folder` of a folder store: (count, bytes), each checked
 /// to be named by the SHA-256 of its bytes.
 fn stored_files(folder: &std::path::Path) -> Result<(usize, usize)> {
@@ -286,10 +294,7 @@ async fn with_a_payload_store_a_200_turn_run_completes_with_small_histories() ->
     const TURNS: usize = 200;
     const MAX_RUN_HISTORY_BYTES: usize = 1024 * 1024;
     let blobs = tempfile::tempdir()?;
-    let store = countersign_payloads::PayloadStore::from_url(&format!(
-        "file://{}",
-        blobs.path().display()
-    ))?;
+    let store = folder_store(&blobs)?;
     let env = TestEnv::new("payload-store")
         .await?
         .with_payload_store(store.clone());
@@ -401,10 +406,7 @@ async fn with_a_payload_store_a_200_turn_run_completes_with_small_histories() ->
 #[tokio::test]
 async fn model_turns_send_only_what_is_new() -> Result<()> {
     let blobs = tempfile::tempdir()?;
-    let store = countersign_payloads::PayloadStore::from_url(&format!(
-        "file://{}",
-        blobs.path().display()
-    ))?;
+    let store = folder_store(&blobs)?;
     let env = TestEnv::new("transcript-store")
         .await?
         .with_payload_store(store.clone());
@@ -463,11 +465,7 @@ async fn model_turns_send_only_what_is_new() -> Result<()> {
 #[tokio::test]
 async fn stored_payloads_are_read_by_run_show_and_the_codec_endpoint() -> Result<()> {
     let blobs = tempfile::tempdir()?;
-    let store = countersign_payloads::PayloadStore::from_url(&format!(
-        "file://{}",
-        blobs.path().display()
-    ))?
-    .with_threshold(200);
+    let store = folder_store(&blobs)?.with_threshold(200);
     let env = TestEnv::new("payload-codec")
         .await?
         .with_payload_store(store.clone());

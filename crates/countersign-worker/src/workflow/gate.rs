@@ -149,6 +149,20 @@ impl ApprovalGate {
                     input.agent
                 ));
             }
+            // Cancelled (the caller was) before any approval opened: the
+            // gate expires, as it does once one is open. Runs recorded
+            // before failed here instead (patch).
+            Err(_)
+                if ctx.cancellation_token().is_cancelled()
+                    && ctx.patched(PATCH_EXPIRE_WHEN_CANCELLED_EARLY) =>
+            {
+                ctx.state_mut(|s| s.book.state.status = RunStatus::Cancelled as i32);
+                return Ok(GateOutcome {
+                    state: GateState::Expired as i32,
+                    message: "expired: the gate was cancelled before its approval opened".into(),
+                    ..Default::default()
+                });
+            }
             Err(e) => return fail(root_cause(&e)),
         };
         let agent = match Agent::new(file) {
@@ -369,6 +383,10 @@ impl ApprovalGate {
         }
     }
 }
+
+/// Gates cancelled while their agent was being resolved end as EXPIRED
+/// (recorded only by such gates).
+const PATCH_EXPIRE_WHEN_CANCELLED_EARLY: &str = "gate-expire-when-cancelled-early";
 
 /// Ends the gate as failed (non-retryable) with `problem`: no approval opens.
 fn fail(problem: String) -> WorkflowResult<GateOutcome> {
