@@ -15,8 +15,11 @@
 //!
 //! `scripts/bench.sh payloads` runs it (`cargo bench -p countersign --bench
 //! payloads`) and copies `target/bench/payloads.json` to `bench/results/`.
-//! Environment: `COUNTERSIGN_BENCH_TURNS` (`10,100,200`),
-//! `COUNTERSIGN_BENCH_RESULT_BYTES` (`4096,65536`), `COUNTERSIGN_BENCH_OUT`.
+//! Under `cargo test` it runs a smoke version (3 turns of 4 KB, with and
+//! without the store), checks that every agent completed without a failed
+//! workflow task, and writes nothing. Environment: `COUNTERSIGN_BENCH_TURNS`
+//! (`10,100,200`), `COUNTERSIGN_BENCH_RESULT_BYTES` (`4096,65536`),
+//! `COUNTERSIGN_BENCH_OUT`.
 
 use anyhow::{Context, Result, bail};
 use axum::extract::DefaultBodyLimit;
@@ -43,7 +46,9 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(bench())
+    // `cargo bench` passes `--bench`; `cargo test` does not.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    runtime.block_on(bench(benchmarking))
 }
 
 fn list(variable: &str, default: &str) -> Result<Vec<usize>> {
@@ -58,9 +63,15 @@ fn list(variable: &str, default: &str) -> Result<Vec<usize>> {
         .collect()
 }
 
-async fn bench() -> Result<()> {
-    let turns = list("COUNTERSIGN_BENCH_TURNS", "10,100,200")?;
-    let sizes = list("COUNTERSIGN_BENCH_RESULT_BYTES", "4096,65536")?;
+async fn bench(benchmarking: bool) -> Result<()> {
+    let (turns, sizes) = if benchmarking {
+        (
+            list("COUNTERSIGN_BENCH_TURNS", "10,100,200")?,
+            list("COUNTERSIGN_BENCH_RESULT_BYTES", "4096,65536")?,
+        )
+    } else {
+        (vec![3], vec![4096])
+    };
     let out = std::env::var("COUNTERSIGN_BENCH_OUT")
         .map(PathBuf::from)
         .unwrap_or_else(|_| {
@@ -90,6 +101,15 @@ async fn bench() -> Result<()> {
                 results.push(figures);
             }
         }
+    }
+    if !benchmarking {
+        for figures in &results {
+            anyhow::ensure!(
+                figures["outcome"] == "completed" && figures["workflow_tasks_failed"] == 0,
+                "smoke run: {figures}"
+            );
+        }
+        return Ok(());
     }
     let report = json!({
         "machine": {
