@@ -279,7 +279,15 @@ async fn countersign_dev_reuses_a_listening_server() -> Result<()> {
         stderr.contains("payments API received 1 payment request(s)"),
         "{stderr}"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("COMPLETED"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("COMPLETED"), "{stdout}");
+    // The demo's run keeps its transcript in the dev payload store; the
+    // demo prints all of it, the user's request first.
+    assert!(stdout.contains("\n  user: "), "{stdout}");
+    assert!(
+        !stdout.contains("earlier entries are in the payload store"),
+        "{stdout}"
+    );
     assert!(
         !state_dir.join("temporal.db").exists(),
         "a second server was started"

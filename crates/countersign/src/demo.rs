@@ -194,7 +194,7 @@ pub async fn dev(args: DevArgs, payload_store: Option<&str>) -> Result<()> {
                 result?;
                 bail!("the worker stopped during the demo");
             }
-            result = demo(&args, client, &ui, demo_agent, &payments) => result?,
+            result = demo(&args, client, payload_store.as_ref(), &ui, demo_agent, &payments) => result?,
         }
     }
     if args.exit_after_demo {
@@ -312,11 +312,16 @@ fn ensure_search_attributes(address: &str) -> Result<()> {
 async fn demo(
     args: &DevArgs,
     client: temporalio_client::Client,
+    payload_store: Option<&countersign_payloads::PayloadStore>,
     ui: &str,
     agent: AgentSpec,
     api: &PaymentsApi,
 ) -> Result<()> {
-    let approvals = Approvals::new(client);
+    // The demo prints the whole transcript, stored part included.
+    let approvals = match payload_store {
+        Some(store) => Approvals::new(client).with_transcripts(store.transcripts()),
+        None => Approvals::new(client),
+    };
     let requester = std::env::var("USER").unwrap_or_else(|_| "demo-user".into());
     let prompt = "Pay the ACME invoice in invoices/acme-inv-42.txt.".to_string();
     let workflow_id = crate::cli::default_run_id(agent.name());
