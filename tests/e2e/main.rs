@@ -8,6 +8,7 @@ mod gate_bypass;
 mod gate_callers;
 mod gated_runs;
 mod harness;
+mod history_sizes;
 mod http_api;
 mod inbox;
 mod mcp_adapter;

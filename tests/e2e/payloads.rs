@@ -3,6 +3,7 @@
 //! instead of failing workflow tasks forever.
 
 use crate::harness::{TestEnv, countersign, replay, server_address};
+use crate::history_sizes::{histories, history_bytes, largest_payload};
 use anyhow::{Context, Result, bail};
 use countersign_worker::workflow::payload_limit::MAX_PAYLOAD_BYTES;
 use std::time::Duration;
@@ -41,40 +42,6 @@ fn big_text() -> String {
     line.repeat(FILE_BYTES / line.len() + 1)[..FILE_BYTES].to_string()
 }
 
-/// The histories of every run of a workflow id, first run first: the run
-/// continues as new when the server suggests it (its history passed the
-/// dev server's suggestion size), so one workflow id may span several runs.
-async fn histories(env: &TestEnv, id: &str) -> Result<Vec<Vec<HistoryEvent>>> {
-    let mut runs = Vec::new();
-    let mut run_id: Option<String> = None;
-    // Bounded: a 200-turn run continues as new about 50 times.
-    for _ in 0..200 {
-        let info = WorkflowExecutionInfo::builder()
-            .namespace("default")
-            .workflow_id(id)
-            .maybe_run_id(run_id.clone())
-            .build();
-        let events = info
-            .bind_untyped(env.client.clone())
-            .fetch_history(WorkflowFetchHistoryOptions::default())
-            .into_events()
-            .await?;
-        let previous = match events.first().and_then(|e| e.attributes.as_ref()) {
-            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
-                a.continued_execution_run_id.clone()
-            }
-            _ => String::new(),
-        };
-        runs.push(events);
-        if previous.is_empty() {
-            runs.reverse();
-            return Ok(runs);
-        }
-        run_id = Some(previous);
-    }
-    bail!("more than 200 runs of {id}")
-}
-
 /// The replay JSON of one run's history.
 async fn history_json(env: &TestEnv, id: &str, run_id: &str) -> Result<Vec<u8>> {
     Ok(WorkflowExecutionInfo::builder()
@@ -96,12 +63,6 @@ fn run_id_of(events: &[HistoryEvent]) -> Option<String> {
         }
         _ => None,
     })
-}
-
-/// The protobuf size of a history: what Temporal stores for it.
-fn history_bytes(events: &[HistoryEvent]) -> usize {
-    use prost::Message;
-    events.iter().map(Message::encoded_len).sum()
 }
 
 #[tokio::test]
@@ -129,7 +90,7 @@ async fn a_transcript_over_the_payload_limit_fails_the_run_clearly() -> Result<(
             assert!(message.contains(needle), "`{needle}` in: {message}");
         }
 
-        let runs = histories(&env, &id).await?;
+        let runs = histories(&env.client, &id).await?;
         for events in &runs {
             let failed_tasks = events
                 .iter()
@@ -231,30 +192,6 @@ builtin = { kind = "read_file", root = "." }
     toml
 }
 
-/// The largest payload (protobuf bytes) in the events that carry the run's
-/// data: its input and result, activity inputs and results.
-fn largest_payload(events: &[HistoryEvent]) -> usize {
-    use prost::Message;
-    use temporalio_common::protos::temporal::api::common::v1::Payloads;
-    let sizes = |payloads: &Option<Payloads>| -> Vec<usize> {
-        payloads
-            .iter()
-            .flat_map(|p| p.payloads.iter().map(Message::encoded_len))
-            .collect()
-    };
-    events
-        .iter()
-        .flat_map(|e| match &e.attributes {
-            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => sizes(&a.input),
-            Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => sizes(&a.result),
-            Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => sizes(&a.input),
-            Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => sizes(&a.result),
-            _ => vec![],
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// A payload store in the folder `dir`.
 fn folder_store(dir: &tempfile::TempDir) -> Result<countersign_payloads::PayloadStore> {
     Ok(countersign_payloads::PayloadStore::from_url(&format!(
@@ -320,7 +257,7 @@ async fn with_a_payload_store_a_200_turn_run_completes_with_small_histories() ->
         assert_eq!(results.len(), TURNS);
         assert!(results.iter().all(|r| !r.is_error && r.content == big_text()));
 
-        let runs = histories(&env, &id).await?;
+        let runs = histories(&env.client, &id).await?;
         let per_run: Vec<usize> = runs.iter().map(|r| history_bytes(r)).collect();
         for (events, bytes) in runs.iter().zip(&per_run) {
             let failed = events
@@ -423,7 +360,7 @@ async fn model_turns_send_only_what_is_new() -> Result<()> {
         let history = env.record_history(&id, "transcript_store").await?;
         // The prompt is in the run's input and in the first turn's input,
         // never again; later turns name the stored transcript.
-        let events = histories(&env, &id).await?.concat();
+        let events = histories(&env.client, &id).await?.concat();
         assert!(
             events
                 .iter()
@@ -476,7 +413,7 @@ async fn stored_payloads_are_read_by_run_show_and_the_codec_endpoint() -> Result
             .await?;
         let state = env.approvals.wait_for_run(&id).await?;
         assert_eq!(state.final_answer, "Read it all.");
-        let runs = histories(&env, &id).await?;
+        let runs = histories(&env.client, &id).await?;
         let largest = runs.iter().map(|r| largest_payload(r)).max().unwrap_or(0);
         assert!(
             largest < 1024,

@@ -27,6 +27,20 @@ impl Authenticated {
             .map(|t| t.trim().to_string())
             .filter(|t| !t.is_empty())
     }
+
+    /// The reviewer of the request's bearer token: `None` without a token,
+    /// a 401 for a token no reviewer has.
+    pub fn by_bearer(parts: &Parts, state: &AppState) -> Option<Result<Self, Problem>> {
+        let token = Self::token_of(parts)?;
+        Some(
+            state
+                .config
+                .reviewer_by_token(&token)
+                .cloned()
+                .map(Authenticated)
+                .ok_or_else(|| Problem::unauthorized("unknown token")),
+        )
+    }
 }
 
 /// The value of cookie `name`, if the request has it.
@@ -46,19 +60,14 @@ impl FromRequestParts<AppState> for Authenticated {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        let Some(token) = Self::token_of(parts) else {
-            let detail = if cookie(parts, SESSION_COOKIE).is_some() {
-                "no credentials: the JSON API takes `Authorization: Bearer <token>` only, not the dashboard's session cookie"
-            } else {
-                "no credentials: send `Authorization: Bearer <token>`"
-            };
-            return Err(Problem::unauthorized(detail));
+        if let Some(reviewer) = Self::by_bearer(parts, state) {
+            return reviewer;
+        }
+        let detail = if cookie(parts, SESSION_COOKIE).is_some() {
+            "no credentials: the JSON API takes `Authorization: Bearer <token>` only, not the dashboard's session cookie"
+        } else {
+            "no credentials: send `Authorization: Bearer <token>`"
         };
-        state
-            .config
-            .reviewer_by_token(&token)
-            .cloned()
-            .map(Authenticated)
-            .ok_or_else(|| Problem::unauthorized("unknown token"))
+        Err(Problem::unauthorized(detail))
     }
 }

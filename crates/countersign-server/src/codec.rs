@@ -100,11 +100,8 @@ fn authenticate(
     state: &AppState,
     from_web_ui: bool,
 ) -> Result<(), Problem> {
-    if let Some(token) = Authenticated::token_of(parts) {
-        return match state.config.reviewer_by_token(&token) {
-            Some(_) => Ok(()),
-            None => Err(Problem::unauthorized("unknown token")),
-        };
+    if let Some(reviewer) = Authenticated::by_bearer(parts, state) {
+        return reviewer.map(|_| ());
     }
     if from_web_ui && crate::dashboard::session_reviewer(parts, state).is_some() {
         return Ok(());
@@ -203,11 +200,6 @@ fn to_json(payload: Payload) -> JsonPayload {
 
 /// The answer to a decode request's body.
 async fn decode_payloads(state: &AppState, body: Bytes) -> Result<Json<JsonPayloads>, Problem> {
-    if body.len() > MAX_BODY_BYTES {
-        return Err(Problem::bad_request(format!(
-            "the body is over {MAX_BODY_BYTES} bytes"
-        )));
-    }
     let request: JsonPayloads = serde_json::from_slice(&body)
         .map_err(|e| Problem::bad_request(format!("expected {{\"payloads\": [...]}}: {e}")))?;
     if request.payloads.len() > MAX_PAYLOADS {

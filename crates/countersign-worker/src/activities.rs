@@ -35,9 +35,7 @@ impl CountersignActivities {
             .unwrap_or_default();
         Self { http, agents }
     }
-}
 
-impl CountersignActivities {
     /// The request with its whole transcript (the stored part read from the
     /// payload store), and, when the request asks, the reference to the
     /// stored transcript now ending with the request's new entries.

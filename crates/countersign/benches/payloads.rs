@@ -30,17 +30,18 @@ use countersign_payloads::PayloadStore;
 use countersign_policy::agent::AgentFile;
 use countersign_policy::run::AgentRunInput;
 use countersign_worker::AgentRegistry;
+use history_sizes::{histories, history_bytes, largest_payload};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use temporalio_client::{Client, WorkflowExecutionInfo, WorkflowFetchHistoryOptions};
-use temporalio_common::protos::temporal::api::common::v1::Payloads;
 use temporalio_common::protos::temporal::api::enums::v1::EventType;
-use temporalio_common::protos::temporal::api::history::v1::HistoryEvent;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 /// How long one agent may take.
 const RUN_DEADLINE: Duration = Duration::from_secs(900);
+
+#[path = "../../../tests/e2e/history_sizes.rs"]
+mod history_sizes;
 
 fn main() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -288,62 +289,6 @@ async fn start_model() -> Result<String> {
     let url = format!("http://{}/v1", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
     Ok(url)
-}
-
-/// Every run of `id` (continue-as-new chain), first first.
-async fn histories(client: &Client, id: &str) -> Result<Vec<Vec<HistoryEvent>>> {
-    let mut runs = Vec::new();
-    let mut run_id: Option<String> = None;
-    for _ in 0..10_000 {
-        let events = WorkflowExecutionInfo::builder()
-            .namespace("default")
-            .workflow_id(id)
-            .maybe_run_id(run_id.clone())
-            .build()
-            .bind_untyped(client.clone())
-            .fetch_history(WorkflowFetchHistoryOptions::default())
-            .into_events()
-            .await?;
-        let previous = match events.first().and_then(|e| e.attributes.as_ref()) {
-            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => {
-                a.continued_execution_run_id.clone()
-            }
-            _ => String::new(),
-        };
-        runs.push(events);
-        if previous.is_empty() {
-            runs.reverse();
-            return Ok(runs);
-        }
-        run_id = Some(previous);
-    }
-    bail!("more than 10,000 runs of {id}")
-}
-
-fn history_bytes(events: &[HistoryEvent]) -> usize {
-    use prost::Message;
-    events.iter().map(Message::encoded_len).sum()
-}
-
-fn largest_payload(events: &[HistoryEvent]) -> usize {
-    use prost::Message;
-    let sizes = |payloads: &Option<Payloads>| -> Vec<usize> {
-        payloads
-            .iter()
-            .flat_map(|p| p.payloads.iter().map(Message::encoded_len))
-            .collect()
-    };
-    events
-        .iter()
-        .flat_map(|e| match &e.attributes {
-            Some(Attributes::WorkflowExecutionStartedEventAttributes(a)) => sizes(&a.input),
-            Some(Attributes::WorkflowExecutionCompletedEventAttributes(a)) => sizes(&a.result),
-            Some(Attributes::ActivityTaskScheduledEventAttributes(a)) => sizes(&a.input),
-            Some(Attributes::ActivityTaskCompletedEventAttributes(a)) => sizes(&a.result),
-            _ => vec![],
-        })
-        .max()
-        .unwrap_or(0)
 }
 
 /// (files, bytes) in `folder`; (0, 0) when it does not exist.
